@@ -1,0 +1,1 @@
+"""The ``medmoe`` command line: one tool, one thin module per subcommand."""
