@@ -34,14 +34,25 @@ def load_sam3d_checkpoint(path: str | os.PathLike) -> dict[str, Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
-            f"{path} is not a weights-only checkpoint and was refused (medmoe never runs code "
-            f"from a file it loads): {first}"
+            f"{path} could not be loaded as a weights-only checkpoint (it is corrupt, or it needs "
+            f"code to unpickle, which medmoe refuses to run): {_unpickler_detail(err)}"
         ) from None
-    except Exception as err:  # corrupt or truncated files raise many different types
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from None
+    except Exception as err:  # corrupt or truncated zip archives raise many different types
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {type(err).__name__}: {first}"
+        ) from None
     return normalize_state_dict(obj, source=str(path))
+
+
+def _unpickler_detail(err: Exception) -> str:
+    """The informative line of torch's weights-only refusal (its message spans a paragraph)."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    for ln in lines:
+        if "GLOBAL" in ln or ln.startswith("Unsupported"):
+            return ln
+    return lines[0] if lines else type(err).__name__
 
 
 def normalize_state_dict(obj: object, *, source: str = "checkpoint") -> dict[str, Tensor]:
@@ -52,7 +63,9 @@ def normalize_state_dict(obj: object, *, source: str = "checkpoint") -> dict[str
         raise CheckpointError(f"{source} holds no state dict (got {type(obj).__name__})")
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
     if bad:
-        raise CheckpointError(f"{source} is not a state dict: non-tensor entries {bad[:_MAX_LISTED]}")
+        raise CheckpointError(
+            f"{source} is not a state dict: non-tensor entries {bad[:_MAX_LISTED]}"
+        )
     if all(k.startswith("module.") for k in obj):
         obj = {k[len("module.") :]: v for k, v in obj.items()}
     return dict(obj)
@@ -90,7 +103,9 @@ def load_into(model: nn.Module, state_dict: Mapping[str, Tensor], *, name: str) 
             parts.append(f"wrong shapes: {_listing(wrong)}")
         fits = identify(state_dict)
         hint = f"it fits the registered model {fits!r}" if fits else "it fits no registered model"
-        raise CheckpointError(f"checkpoint does not fit model {name!r} ({'; '.join(parts)}); {hint}")
+        raise CheckpointError(
+            f"checkpoint does not fit model {name!r} ({'; '.join(parts)}); {hint}"
+        )
     model.load_state_dict(state_dict, strict=True)
 
 

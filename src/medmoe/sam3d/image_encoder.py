@@ -54,8 +54,10 @@ class Attention(nn.Module):
         heads, dim = self.num_heads, self.proj.in_features
         if self.qkv.bias is None:
             return like.new_zeros(3, batch * heads, dim // heads)
-        return self.qkv.bias.view(3, 1, heads, dim // heads).expand(3, batch, heads, -1).reshape(
-            3, batch * heads, dim // heads
+        return (
+            self.qkv.bias.view(3, 1, heads, dim // heads)
+            .expand(3, batch, heads, -1)
+            .reshape(3, batch * heads, dim // heads)
         )
 
     def forward(self, x: Tensor) -> Tensor:

@@ -68,10 +68,14 @@ class Sam3DPredictor:
         shape = tuple(volume.shape)
         s = self.size
         if shape not in ((s, s, s), (1, 1, s, s, s)):
-            raise InputError(f"volume must have shape ({s}, {s}, {s}) or (1, 1, {s}, {s}, {s}), got {shape}")
+            raise InputError(
+                f"volume must have shape ({s}, {s}, {s}) or (1, 1, {s}, {s}, {s}), got {shape}"
+            )
         if not (torch.is_floating_point(torch.as_tensor(volume[:0]))):
             raise InputError(f"volume must be a float array, got {volume.dtype}")
-        x = as_float_tensor(volume, name="volume", shape=None, like=self._param).reshape(1, 1, s, s, s)
+        x = as_float_tensor(volume, name="volume", shape=None, like=self._param).reshape(
+            1, 1, s, s, s
+        )
         self._features = self.model.image_encoder(x)
         self._image_pe = self.model.prompt_encoder.get_dense_pe()
 
@@ -90,10 +94,14 @@ class Sam3DPredictor:
         if points is not None:
             coords = as_float_tensor(points, name="points", shape=None, like=like)
             if coords.ndim != 2 or coords.shape[1] != 3 or coords.shape[0] == 0:
-                raise InputError(f"points must have shape (N, 3) with N >= 1, got {tuple(coords.shape)}")
+                raise InputError(
+                    f"points must have shape (N, 3) with N >= 1, got {tuple(coords.shape)}"
+                )
             lab = torch.as_tensor(np.asarray(labels) if not isinstance(labels, Tensor) else labels)
             if tuple(lab.shape) != (coords.shape[0],):
-                raise InputError(f"labels must have shape ({coords.shape[0]},), got {tuple(lab.shape)}")
+                raise InputError(
+                    f"labels must have shape ({coords.shape[0]},), got {tuple(lab.shape)}"
+                )
             if not bool(((lab == 0) | (lab == 1)).all()):
                 raise InputError("labels must be 1 (positive) or 0 (negative)")
             if bool(((coords < 0) | (coords > self.size - 1)).any()):
@@ -103,14 +111,18 @@ class Sam3DPredictor:
         if box is not None:
             boxes = as_float_tensor(box, name="box", shape=(6,), like=like)
             if bool((boxes[:3] > boxes[3:]).any()):
-                raise InputError("box must be (x1, y1, z1, x2, y2, z2) with x1 <= x2, y1 <= y2, z1 <= z2")
+                raise InputError(
+                    "box must be (x1, y1, z1, x2, y2, z2) with x1 <= x2, y1 <= y2, z1 <= z2"
+                )
             if not self.model.prompt_encoder.supports_boxes:
                 raise InputError("this model has no box embeddings; build a box-capable model")
             boxes = boxes[None]
         mask = None
         if mask_input is not None:
             low = self.model.config.low_res_size
-            mask = as_float_tensor(mask_input, name="mask_input", shape=(1, 1, low, low, low), like=like)
+            mask = as_float_tensor(
+                mask_input, name="mask_input", shape=(1, 1, low, low, low), like=like
+            )
         return pts, boxes, mask
 
     @torch.inference_mode()

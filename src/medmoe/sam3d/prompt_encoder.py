@@ -75,7 +75,9 @@ class PromptEncoder3D(nn.Module):
         self.pe_layer = PositionEmbeddingRandom3D(embed_dim // 3)
         # 0: negative point, 1: positive point, (2, 3): box corners in box-capable variants.
         n_embeddings = 4 if box_embeddings else 2
-        self.point_embeddings = nn.ModuleList(nn.Embedding(1, embed_dim) for _ in range(n_embeddings))
+        self.point_embeddings = nn.ModuleList(
+            nn.Embedding(1, embed_dim) for _ in range(n_embeddings)
+        )
         self.not_a_point_embed = nn.Embedding(1, embed_dim)
         self.mask_downscaling = nn.Sequential(
             nn.Conv3d(1, mask_in_chans // 4, kernel_size=2, stride=2),

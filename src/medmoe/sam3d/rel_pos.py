@@ -31,7 +31,9 @@ def table_lookup(table: Tensor, q_len: int, k_len: int, grid: int) -> Tensor:
     The published tables have exactly ``2 * grid - 1`` rows (no interpolation is ever needed).
     """
     if table.shape[0] != 2 * grid - 1:
-        raise ValueError(f"relative-position table has {table.shape[0]} rows, expected {2 * grid - 1}")
+        raise ValueError(
+            f"relative-position table has {table.shape[0]} rows, expected {2 * grid - 1}"
+        )
     i = torch.arange(q_len, device=table.device)[:, None]
     j = torch.arange(k_len, device=table.device)[None, :]
     return table[i - j + grid - 1]

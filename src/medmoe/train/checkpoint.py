@@ -1,0 +1,109 @@
+"""Training checkpoints: written atomically every epoch, read back with ``weights_only=True``.
+
+A checkpoint holds the model and optimizer state dicts, the epoch and step counters, the resolved
+config (a JSON-able dict) and the RNG states, so that a resumed run continues exactly where an
+uninterrupted one would have been.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from medmoe.errors import CheckpointError
+from medmoe.train.distributed import unwrap
+from medmoe.utils.files import atomic_write
+
+CHECKPOINT_PATTERN = "checkpoint_epoch{epoch:04d}.pt"
+
+
+class TrainingState(NamedTuple):
+    epoch: int  # epochs completed
+    step: int  # optimizer steps completed
+    config: dict
+    extra: dict
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "python": list(random.getstate()[1]),
+        "python_pos": random.getstate()[2],
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), state["python_pos"]))
+    keys = state["numpy_keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, state["numpy_pos"], 0, 0.0))
+
+
+def save_training_state(
+    path: str | os.PathLike,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    epoch: int,
+    step: int,
+    config: dict,
+    extra: dict | None = None,
+) -> Path:
+    """Atomically write a resumable checkpoint (temporary file, fsync, rename)."""
+    payload = {
+        "model": {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "epoch": int(epoch),
+        "step": int(step),
+        "config": config,
+        "extra": extra or {},
+        "rng": _rng_state(),
+    }
+    with atomic_write(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_training_state(
+    path: str | os.PathLike,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    restore_rng: bool = True,
+) -> TrainingState:
+    """Load a checkpoint written by :func:`save_training_state` into ``model``/``optimizer``."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        unwrap(model).load_state_dict(payload["model"], strict=True)
+    except (OSError, RuntimeError, KeyError, EOFError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"cannot resume from {path}: {first}") from None
+    if optimizer is not None and payload.get("optimizer") is not None:
+        optimizer.load_state_dict(payload["optimizer"])
+    if restore_rng and "rng" in payload:
+        _set_rng_state(payload["rng"])
+    return TrainingState(
+        epoch=payload["epoch"],
+        step=payload["step"],
+        config=payload["config"],
+        extra=payload["extra"],
+    )
+
+
+def checkpoint_path(run_dir: str | os.PathLike, epoch: int) -> Path:
+    return Path(run_dir) / CHECKPOINT_PATTERN.format(epoch=epoch)
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint of the highest epoch in ``run_dir`` (temporary files are ignored)."""
+    found = sorted(Path(run_dir).glob("checkpoint_epoch*.pt")) if Path(run_dir).is_dir() else []
+    return found[-1] if found else None
