@@ -119,3 +119,18 @@ def test_code_executing_pickle_is_refused(tmp_path):
         with pytest.raises(CheckpointError, match="could not be loaded as a weights-only"):
             load_sam3d_checkpoint(tmp_path / name)
     assert not marker.exists()
+
+
+def test_load_sam3d_identifies_the_architecture(tmp_path):
+    from medmoe.sam3d import build_sam3d, load_sam3d, save_sam3d_checkpoint
+
+    torch.manual_seed(3)
+    model = build_sam3d("tiny")
+    path = tmp_path / "tiny.pth"
+    save_sam3d_checkpoint(model, path)
+    loaded = load_sam3d(path)
+    assert loaded.config == model.config
+    for (k, a), (k2, b) in zip(
+        model.state_dict().items(), loaded.state_dict().items(), strict=True
+    ):
+        assert k == k2 and torch.equal(a, b)

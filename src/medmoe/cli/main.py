@@ -1,7 +1,7 @@
 """Entry point of the ``medmoe`` command.
 
 Each subcommand lives in its own module under :mod:`medmoe.cli`, which exposes
-``register(subparsers)``; the module list below is the only place that names them.
+``register(subparsers)``; modules are discovered, so adding a subcommand is adding a file.
 Anticipated failures (:class:`medmoe.errors.MedmoeError`) print one line and exit with code 2.
 """
 
@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 
 from medmoe.errors import MedmoeError
 
-# Subcommand modules, in the order they appear in ``medmoe --help``.
-SUBCOMMANDS: tuple[str, ...] = ("medmoe.cli.info",)
+# Subcommands listed first in ``medmoe --help``; any other module with ``register`` follows.
+_FIRST = ("demo", "segment", "evaluate", "expert", "moe", "fundus", "serve", "info")
+
+
+def subcommand_modules() -> list[str]:
+    """Names of the modules under :mod:`medmoe.cli` that define a subcommand."""
+    import medmoe.cli as package
+
+    names = [m.name for m in pkgutil.iter_modules(package.__path__) if m.name != "main"]
+    names.sort(key=lambda n: (_FIRST.index(n) if n in _FIRST else len(_FIRST), n))
+    return [f"medmoe.cli.{n}" for n in names]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,8 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module_name in SUBCOMMANDS:
-        importlib.import_module(module_name).register(sub)
+    for module_name in subcommand_modules():
+        module = importlib.import_module(module_name)
+        if hasattr(module, "register"):
+            module.register(sub)
     return parser
 
 

@@ -1,7 +1,7 @@
 """SAM-Med3D: a faithful, fast implementation that loads the published checkpoints."""
 
 from medmoe.sam3d.build import build_from_config, build_mask_decoder, build_sam3d
-from medmoe.sam3d.checkpoint import load_sam3d_checkpoint, save_sam3d_checkpoint
+from medmoe.sam3d.checkpoint import load_sam3d, load_sam3d_checkpoint, save_sam3d_checkpoint
 from medmoe.sam3d.config import SAM3D_CONFIGS, Sam3DConfig
 from medmoe.sam3d.mask_decoder import MaskDecoder3D
 from medmoe.sam3d.predictor import Sam3DPrediction, Sam3DPredictor
@@ -17,6 +17,7 @@ __all__ = [
     "build_from_config",
     "build_mask_decoder",
     "build_sam3d",
+    "load_sam3d",
     "load_sam3d_checkpoint",
     "save_sam3d_checkpoint",
 ]

@@ -114,3 +114,24 @@ def save_sam3d_checkpoint(model: nn.Module, path: str | os.PathLike) -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     with atomic_write(path) as tmp:
         torch.save({"model_state_dict": state}, tmp)
+
+
+def load_sam3d(path: str | os.PathLike, *, name: str | None = None):
+    """Build the registered model that ``path`` fits and load it strictly (eval mode).
+
+    ``name`` forces an architecture; otherwise it is identified from the parameter shapes, so
+    ``sam_med3d.pth``, ``sam_med3d_turbo.pth`` and medmoe's own ``tiny`` checkpoints all load.
+    """
+    from medmoe.sam3d.build import build_from_config
+
+    state = load_sam3d_checkpoint(path)
+    name = name or identify(state)
+    if name is None:
+        raise CheckpointError(
+            f"{path} fits no registered SAM-Med3D model ({', '.join(SAM3D_CONFIGS)})"
+        )
+    if name not in SAM3D_CONFIGS:
+        raise CheckpointError(f"unknown model {name!r}; registered: {', '.join(SAM3D_CONFIGS)}")
+    model = build_from_config(SAM3D_CONFIGS[name])
+    load_into(model, state, name=name)
+    return model.eval()
