@@ -1,0 +1,194 @@
+"""Reading and writing volumes: NIfTI through nibabel, NRRD/MHA/MHD through SimpleITK.
+
+Every volume is returned with its 4x4 voxel-to-world affine in RAS+ millimetres (the NIfTI
+convention); SimpleITK's LPS geometry is converted. Checks happen on the header before the
+voxels are read, so an absurd file is refused before any memory is allocated for it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import nibabel as nib
+import numpy as np
+
+from medmoe.errors import InputError
+from medmoe.utils.files import atomic_write
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+MIN_SPACING_MM = 1e-3
+MAX_SPACING_MM = 1e3
+
+
+class Volume(NamedTuple):
+    """A 3-D array and its voxel-to-world (RAS+, mm) affine."""
+
+    array: np.ndarray
+    affine: np.ndarray
+
+    @property
+    def spacing(self) -> np.ndarray:
+        return voxel_spacing(self.affine)
+
+
+def voxel_spacing(affine: np.ndarray) -> np.ndarray:
+    """Voxel sizes in mm: the lengths of the affine's first three columns."""
+    return np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(axis=0))
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def memory_limit_bytes() -> int:
+    """Largest array medmoe will allocate for one volume: ``MEDMOE_MAX_VOLUME_BYTES`` or half of RAM."""
+    env = os.environ.get("MEDMOE_MAX_VOLUME_BYTES")
+    if env:
+        return int(env)
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8 << 30
+
+
+def check_geometry(shape: tuple[int, ...], affine: np.ndarray, *, source: str) -> tuple[int, ...]:
+    """Validate shape and affine from a header; return the 3-D shape (a singleton 4th axis dropped)."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) != 3:
+        raise InputError(f"{source}: expected a 3-D volume, got shape {shape}")
+    if min(shape) == 0:
+        raise InputError(f"{source}: empty volume, shape {shape} has an axis of size 0")
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4) or not np.isfinite(affine).all():
+        raise InputError(f"{source}: the affine is not a finite 4x4 matrix")
+    spacing = voxel_spacing(affine)
+    if (spacing < MIN_SPACING_MM).any() or (spacing > MAX_SPACING_MM).any():
+        raise InputError(
+            f"{source}: absurd voxel spacing {np.round(spacing, 6).tolist()} mm "
+            f"(allowed {MIN_SPACING_MM}..{MAX_SPACING_MM} mm)"
+        )
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise InputError(f"{source}: the affine is singular")
+    need = int(np.prod(shape, dtype=np.int64)) * 4
+    limit = memory_limit_bytes()
+    if need > limit:
+        raise InputError(
+            f"{source}: shape {shape} needs {need / 2**30:.1f} GiB as float32, more than the "
+            f"{limit / 2**30:.1f} GiB allowed (set MEDMOE_MAX_VOLUME_BYTES to change)"
+        )
+    return shape
+
+
+def check_values(array: np.ndarray, *, source: str, kind: str) -> None:
+    if not np.isfinite(array).all():
+        raise InputError(f"{source}: the volume contains NaN or Inf voxels")
+    if kind == "image" and array.min() == array.max():
+        raise InputError(f"{source}: constant image (every voxel is {array.flat[0]:g})")
+
+
+def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        img = nib.load(str(path))
+        shape = check_geometry(img.shape, img.affine, source=str(path))
+        data = np.asanyarray(img.dataobj)
+    except InputError:
+        raise
+    except Exception as err:  # nibabel raises many types for truncated or corrupt files
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise InputError(f"cannot read {path}: {type(err).__name__}: {first}") from None
+    return np.asarray(data).reshape(shape), np.asarray(img.affine, dtype=np.float64)
+
+
+def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        import SimpleITK as sitk
+    except ImportError:
+        raise InputError(
+            f"reading {path.suffix} files needs SimpleITK: pip install 'medmoe[itk]'"
+        ) from None
+    try:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        size = reader.GetSize()  # (x, y, z)
+        spacing = np.array(reader.GetSpacing(), dtype=np.float64)
+        direction = np.array(reader.GetDirection(), dtype=np.float64)
+        origin = np.array(reader.GetOrigin(), dtype=np.float64)
+        if len(size) != 3:
+            raise InputError(f"{path}: expected a 3-D volume, got {len(size)}-D")
+        lps = np.eye(4)
+        lps[:3, :3] = direction.reshape(3, 3) * spacing
+        lps[:3, 3] = origin
+        affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # ITK is LPS, NIfTI is RAS
+        check_geometry(size, affine, source=str(path))
+        array = sitk.GetArrayFromImage(reader.Execute()).transpose(2, 1, 0)  # (z,y,x) -> (x,y,z)
+    except InputError:
+        raise
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise InputError(f"cannot read {path}: {type(err).__name__}: {first}") from None
+    return np.ascontiguousarray(array), affine
+
+
+def _read(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, str]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no such file: {path}")
+    suffix = _suffix(path)
+    if suffix in NIFTI_SUFFIXES:
+        array, affine = _read_nifti(path)
+    elif suffix in ITK_SUFFIXES:
+        array, affine = _read_itk(path)
+    else:
+        raise InputError(
+            f"{path}: unsupported file type {suffix!r} "
+            f"(expected {', '.join(NIFTI_SUFFIXES + ITK_SUFFIXES)})"
+        )
+    return array, affine, str(path)
+
+
+def load_volume(path: str | os.PathLike) -> Volume:
+    """Read an image as float32 with its affine; refuse non-3-D, empty, constant or NaN/Inf data."""
+    array, affine, source = _read(path)
+    array = array.astype(np.float32, copy=False)
+    check_values(array, source=source, kind="image")
+    return Volume(array, affine)
+
+
+def load_label(path: str | os.PathLike) -> Volume:
+    """Read a label map as int64 with its affine; refuse non-integer or negative labels."""
+    array, affine, source = _read(path)
+    check_values(np.asarray(array, dtype=np.float64), source=source, kind="label")
+    as_int = np.rint(array).astype(np.int64)
+    if not np.array_equal(as_int, array):
+        raise InputError(f"{source}: label map has non-integer values")
+    if as_int.min() < 0:
+        raise InputError(f"{source}: label map has negative values (min {as_int.min()})")
+    return Volume(as_int, affine)
+
+
+def save_volume(path: str | os.PathLike, array: np.ndarray, affine: np.ndarray) -> Path:
+    """Write ``array`` with ``affine`` as NIfTI (``.nii`` or ``.nii.gz``), atomically."""
+    path = Path(path)
+    suffix = _suffix(path)
+    if suffix not in NIFTI_SUFFIXES:
+        raise InputError(f"{path}: output must end in .nii or .nii.gz")
+    array = np.asarray(array)
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    img = nib.Nifti1Image(array, np.asarray(affine, dtype=np.float64))
+    img.header.set_qform(img.affine, code=1)
+    img.header.set_sform(img.affine, code=1)
+    payload = img.to_bytes()
+    if suffix == ".nii.gz":
+        payload = gzip.compress(payload, compresslevel=6)
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(payload)
+    return path
