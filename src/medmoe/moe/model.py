@@ -1,0 +1,98 @@
+"""``MoESam3D``: one frozen SAM-Med3D (encoders + general decoder), m expert decoders, a gate."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from medmoe.errors import InputError
+from medmoe.moe.gate import Gate
+from medmoe.moe.selector import DEFAULT_TAU, WEIGHTINGS, Routing, route, select_masks
+from medmoe.sam3d import MaskDecoder3D, Sam3D
+
+
+class MoEOutput(NamedTuple):
+    low_res_logits: Tensor  # (B, 1, s, s, s) the selected mask's logits
+    iou: Tensor  # (B, 1) the general decoder's IoU prediction
+    gate_probs: Tensor  # (B, m + 1)
+    routing: Routing
+    general_low_res_logits: Tensor
+
+
+class MoESam3D(nn.Module):
+    """The SAM-Med3D-MoE model. The base (image encoder, prompt encoder, general decoder) is the
+    published model and stays frozen; ``experts`` are copies of its mask decoder finetuned on
+    new tasks, in gate order (gate index ``i`` is ``expert_names[i - 1]``)."""
+
+    def __init__(
+        self,
+        *,
+        base: Sam3D,
+        experts: dict[str, MaskDecoder3D],
+        gate: Gate,
+        tau: float = DEFAULT_TAU,
+        weighting: str = "s_top",
+    ) -> None:
+        super().__init__()
+        if not experts:
+            raise InputError("a MoE needs at least one expert")
+        if gate.config.num_experts != len(experts):
+            raise InputError(
+                f"the gate has {gate.config.num_experts} expert outputs but {len(experts)} experts are given"
+            )
+        if weighting not in WEIGHTINGS:
+            raise InputError(f"unknown weighting {weighting!r}; use {', '.join(WEIGHTINGS)}")
+        self.base = base
+        self.experts = nn.ModuleDict(experts)
+        self.gate = gate
+        self.tau = float(tau)
+        self.weighting = weighting
+        for p in self.base.parameters():
+            p.requires_grad_(False)
+
+    @property
+    def expert_names(self) -> list[str]:
+        return list(self.experts.keys())
+
+    def expert_at(self, index: int) -> MaskDecoder3D:
+        return self.experts[self.expert_names[index - 1]]
+
+    def decode(
+        self,
+        image_embeddings: Tensor,
+        *,
+        points=None,
+        boxes=None,
+        mask_input=None,
+        image_pe: Tensor | None = None,
+        tau: float | None = None,
+        weighting: str | None = None,
+        gate: nn.Module | None = None,
+    ) -> MoEOutput:
+        """Gate, general decoder, and for each sample only its top-1 expert (if ``s_top > tau``).
+
+        ``gate`` swaps in a wrapper of the gate (DDP during training).
+        """
+        tau = self.tau if tau is None else tau
+        weighting = weighting or self.weighting
+        pe = self.base.prompt_encoder
+        sparse, dense = pe(points, boxes, mask_input)
+        image_pe = pe.get_dense_pe() if image_pe is None else image_pe
+        probs = (gate or self.gate)(image_embeddings, image_pe, sparse)
+        routing = route(probs, tau=tau)
+        general, iou = self.base.mask_decoder(image_embeddings, image_pe, sparse, dense)
+        expert_low = general.clone()
+        b_emb = image_embeddings.shape[0]
+        for index in routing.expert[routing.use_expert].unique().tolist():
+            rows = (routing.expert == index) & routing.use_expert
+            emb = image_embeddings[rows] if b_emb > 1 else image_embeddings
+            low, _ = self.expert_at(index)(emb, image_pe, sparse[rows], dense[rows])
+            expert_low = expert_low.index_put((rows.nonzero()[:, 0],), low)
+        mixed = select_masks(general, expert_low, routing.s_top, tau=tau, weighting=weighting)
+        return MoEOutput(mixed, iou, probs, routing, general)
+
+    @torch.no_grad()
+    def forward(self, volume: Tensor, **prompts) -> MoEOutput:
+        return self.decode(self.base.image_encoder(volume), **prompts)

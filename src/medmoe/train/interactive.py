@@ -1,0 +1,93 @@
+"""The interactive training loss shared by pretraining, expert finetuning and gate training.
+
+One step simulates a short interactive session on one crop: the first prompt comes from the
+ground truth (a click inside it, or its bounding box), every later click is placed on the
+current error, and the previous low-resolution logits are fed back (detached). The loss is
+summed over the iterations. ``decode(points, labels, box, mask_input)`` is any function that
+returns ``(1, 1, s, s, s)`` low-resolution logits, or ``(logits, extra_loss)`` where a scalar
+term (the gate's cross-entropy) is added to that iteration's loss, so the same loop trains a
+decoder, a gate or a whole model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from medmoe.eval.clicks import box_from_mask, first_click, next_click
+
+Decode = Callable[[Tensor | None, Tensor | None, Tensor | None, Tensor | None], Tensor]
+
+
+def dice_ce_loss() -> torch.nn.Module:
+    from monai.losses import DiceCELoss
+
+    return DiceCELoss(sigmoid=True, squared_pred=False, smooth_nr=1e-5, smooth_dr=1e-5)
+
+
+def interactive_loss(
+    decode: Decode,
+    label: np.ndarray,
+    *,
+    size: int,
+    n_iter: int,
+    rng: np.random.Generator,
+    box_prob: float = 0.0,
+    loss_fn: torch.nn.Module | None = None,
+    device: torch.device | str = "cpu",
+    backward_each: bool = False,
+) -> tuple[float, np.ndarray]:
+    """Run ``n_iter`` click iterations; returns ``(summed loss value, final mask)``.
+
+    With ``backward_each`` every iteration's loss is back-propagated at once (the iterations are
+    independent graphs because the fed-back logits are detached), which DDP needs; otherwise the
+    summed loss is back-propagated once at the end.
+    """
+    loss_fn = loss_fn or dice_ce_loss()
+    gt = np.asarray(label, dtype=bool)
+    target = torch.from_numpy(gt.astype(np.float32))[None, None].to(device)
+    use_box = rng.random() < box_prob
+    box = (
+        torch.as_tensor(box_from_mask(gt), dtype=torch.float32, device=device)[None]
+        if use_box
+        else None
+    )
+    points: list[np.ndarray] = []
+    labels: list[int] = []
+    if not use_box:
+        c = first_click(gt, method="random", rng=rng)
+        points.append(c.point)
+        labels.append(c.label)
+    low = None
+    total: Tensor | float = 0.0
+    mask = np.zeros_like(gt)
+    for it in range(n_iter):
+        if it > 0:
+            c = next_click(mask, gt, method="random", rng=rng)
+            if c is not None:
+                points.append(c.point)
+                labels.append(c.label)
+        pts = lab = None
+        if points:
+            pts = torch.as_tensor(np.stack(points), dtype=torch.float32, device=device)[None]
+            lab = torch.as_tensor(labels, dtype=torch.long, device=device)[None]
+        low = decode(pts, lab, box, None if low is None else low.detach())
+        extra = 0.0
+        if isinstance(low, tuple):
+            low, extra = low
+        logits = F.interpolate(low, size=(size,) * 3, mode="trilinear", align_corners=False)
+        loss = loss_fn(logits.float(), target) + extra
+        if backward_each:
+            loss.backward()
+            total = total + float(loss.detach())
+        else:
+            total = total + loss
+        mask = (logits.detach()[0, 0] > 0).cpu().numpy()
+    if not backward_each:
+        total.backward()
+        total = float(total.detach())
+    return float(total), mask

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import torch
+
+from medmoe.moe import Gate, GateConfig, MoEPredictor, MoESam3D
+from medmoe.sam3d import Sam3DPredictor, build_mask_decoder, build_sam3d
+
+
+def test_gate_shapes_and_softmax():
+    for m in (1, 4, 15):
+        gate = Gate(config=GateConfig(embed_dim=96, num_experts=m))
+        probs = gate(
+            torch.randn(1, 96, 8, 8, 8), torch.randn(1, 96, 8, 8, 8), torch.randn(3, 5, 96)
+        )
+        assert probs.shape == (3, m + 1)
+        assert torch.allclose(probs.sum(-1), torch.ones(3), atol=1e-6)
+
+
+def test_gate_resize_keeps_existing_choices():
+    gate = Gate(config=GateConfig(embed_dim=96, num_experts=2)).eval()
+    args = (torch.randn(1, 96, 8, 8, 8), torch.randn(1, 96, 8, 8, 8), torch.randn(4, 3, 96))
+    bigger = gate.resize(3).eval()
+    with torch.no_grad():
+        old, new = gate.logits(*args), bigger.logits(*args)
+    assert torch.allclose(old, new[:, :3]) and (new[:, 3] == -20).all()
+
+
+class CountingDecoder(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, *args, **kw):
+        self.calls += 1
+        return self.inner(*args, **kw)
+
+
+def test_predictor_runs_only_the_top1_expert_and_matches_general_below_tau():
+    torch.manual_seed(0)
+    base = build_sam3d("tiny")
+    experts = {f"e{i}": CountingDecoder(build_mask_decoder(base.config)) for i in range(5)}
+    gate = Gate(config=GateConfig(embed_dim=96, num_experts=5))
+    with torch.no_grad():  # force the gate towards expert 3 with probability ~0.9
+        gate.head[3].weight.zero_()
+        gate.head[3].bias.copy_(torch.tensor([0.0, 0, 0, 5.0, 0, 0]))
+    moe = MoESam3D(base=base, experts=experts, gate=gate, tau=0.5)
+    vol = torch.randn(128, 128, 128)
+    pred = MoEPredictor(moe)
+    pred.set_image(vol)
+    out = pred.predict(points=[[60, 60, 60]], labels=[1])
+    assert out.used_expert and out.expert_name == "e2" and out.s_top > 0.5
+    assert [e.calls for e in experts.values()] == [0, 0, 1, 0, 0]
+    assert out.gate_probs.shape == (6,)
+    # above 0.5 -> mixture; with tau raised above s_top -> exactly the general model
+    moe.tau = 0.99
+    out2 = pred.predict(points=[[60, 60, 60]], labels=[1])
+    plain = Sam3DPredictor(base)
+    plain.set_image(vol)
+    ref = plain.predict(points=[[60, 60, 60]], labels=[1])
+    assert not out2.used_expert and torch.equal(out2.low_res_logits, ref.low_res_logits)
+    assert [e.calls for e in experts.values()] == [0, 0, 1, 0, 0]  # no expert ran
