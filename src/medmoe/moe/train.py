@@ -36,7 +36,7 @@ from medmoe.train.checkpoint import (
 )
 from medmoe.train.interactive import dice_ce_loss, interactive_loss
 
-TAU_GRID = tuple(round(x, 2) for x in np.arange(0.0, 1.0, 0.05))
+TAU_GRID = tuple(round(0.05 * i, 2) for i in range(20))
 
 
 @dataclass(frozen=True)
@@ -291,6 +291,7 @@ def train_moe(
     """Train the gate (and optionally the top-1 expert); pick tau; write the bundle if asked."""
     ctx = dist_utils.init_distributed()
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     run_dir = out_dir / "checkpoints"
     torch.manual_seed(config.seed)
     gate = Gate(

@@ -1,0 +1,107 @@
+"""SAM-Med3D-MoE speed: MoE predict vs the single general decoder, on the same embedding.
+
+Usage: ``python benchmarks/moe_speed.py [--model vit_b_ori] [--threads 2] [--clicks 30]
+[--device cpu|cuda]``
+
+Measures, in one run, with the same seeded random weights and volume:
+- per-click latency of ``MoEPredictor.predict`` (gate + general decoder + the top-1 expert, with
+  tau = 0 so that the expert always runs: the worst case) against ``Sam3DPredictor.predict``,
+  both on the same cached embedding; with 1 expert installed and with 15;
+- the whole forward (encoder + one click) of the MoE against the plain model.
+Timings of the compared sides are interleaved so that both see the same machine load; medians
+are reported. Targets: MoE/single <= 2.5, 15/1 experts <= 1.05, whole MoE/plain <= 1.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time(fn, device) -> float:
+    _sync(device)
+    t = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="vit_b_ori")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--clicks", type=int, default=30)
+    ap.add_argument("--whole-repeats", type=int, default=5)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    from medmoe.moe import Gate, GateConfig, MoEPredictor, MoESam3D
+    from medmoe.sam3d import Sam3DPredictor, build_mask_decoder, build_sam3d
+
+    torch.manual_seed(0)
+    base = build_sam3d(args.model).to(device)
+    s = base.config.img_size
+    volume = torch.randn(s, s, s, generator=torch.Generator().manual_seed(1)).to(device)
+    points, labels = np.array([[s / 2, s / 2, s / 2], [s / 3, s / 2, s / 2]]), np.array([1, 0])
+
+    def moe_with(m: int) -> MoEPredictor:
+        experts = {f"e{i}": build_mask_decoder(base.config) for i in range(m)}
+        gate = Gate(config=GateConfig(embed_dim=base.config.prompt_dim, num_experts=m))
+        return MoEPredictor(
+            MoESam3D(base=base, experts=experts, gate=gate, tau=0.0).to(device).eval()
+        )
+
+    plain = Sam3DPredictor(base)
+    plain.set_image(volume)
+    moes = {m: moe_with(m) for m in (1, 15)}
+    for p in moes.values():
+        p._features, p._image_pe = plain._features, plain._image_pe  # the same embedding
+    click = lambda p: p.predict(points=points, labels=labels)  # noqa: E731
+    for p in (plain, *moes.values()):  # warm-up
+        click(p)
+    t = {"single": [], 1: [], 15: []}
+    for _ in range(args.clicks):
+        t["single"].append(_time(lambda: click(plain), device))
+        t[1].append(_time(lambda: click(moes[1]), device))
+        t[15].append(_time(lambda: click(moes[15]), device))
+    med = {k: statistics.median(v) * 1e3 for k, v in t.items()}
+    assert moes[1].predict(points=points, labels=labels).used_expert  # the expert really ran
+
+    whole = {"plain": [], "moe": []}
+    for _ in range(args.whole_repeats):
+        whole["plain"].append(_time(lambda: (plain.set_image(volume), click(plain)), device))
+        whole["moe"].append(_time(lambda: (moes[15].set_image(volume), click(moes[15])), device))
+    wmed = {k: statistics.median(v) for k, v in whole.items()}
+
+    print(
+        f"machine: {platform.machine()} {platform.processor() or ''} threads={args.threads} "
+        f"device={device} torch={torch.__version__} model={args.model}"
+    )
+    print(
+        f"per-click median: single decoder {med['single']:.1f} ms | MoE, 1 expert {med[1]:.1f} ms | "
+        f"MoE, 15 experts {med[15]:.1f} ms"
+    )
+    print(f"ratio MoE(1 expert) / single decoder : {med[1] / med['single']:.3f}   (target <= 2.5)")
+    print(f"ratio MoE(15 experts) / MoE(1 expert): {med[15] / med[1]:.3f}   (target <= 1.05)")
+    print(
+        f"whole forward (encoder + 1 click) median: plain {wmed['plain']:.3f} s | MoE {wmed['moe']:.3f} s"
+    )
+    print(
+        f"ratio whole MoE / plain              : {wmed['moe'] / wmed['plain']:.3f}   (target <= 1.1)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""``medmoe moe``: train the gate of a SAM-Med3D-MoE bundle, and manage the bundle's experts."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("moe", help="SAM-Med3D-MoE bundles: train the gate, add/remove/list experts")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    t = actions.add_parser("train", help="train the gate and choose tau (runs under torchrun)")
+    t.add_argument("--base", type=Path, required=True)
+    t.add_argument("--expert", type=Path, nargs="+", required=True, help="expert directories")
+    t.add_argument(
+        "--dataset",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="datasets; a target whose label an expert was trained on is that expert's "
+        "task, every other target is an original task",
+    )
+    t.add_argument("--out", type=Path, required=True, help="bundle directory")
+    t.add_argument("--cache", type=Path)
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--lr-gate", type=float, default=1e-6, help="paper: 1e-6")
+    t.add_argument("--lr-expert", type=float, default=1e-4, help="paper: 1e-4")
+    t.add_argument(
+        "--update-top1-expert", action="store_true", help="also finetune the top-1 expert"
+    )
+    t.add_argument("--tau", type=float, help="fixed tau (default: chosen on a validation split)")
+    t.add_argument("--weighting", choices=("s_top", "avg", "softmax"), default="s_top")
+    t.add_argument("--crops-per-target", type=int, default=2)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--resume", action="store_true")
+    t.set_defaults(func=run_train)
+    a = actions.add_parser(
+        "add-expert", help="copy an expert into a bundle (retrain the gate after)"
+    )
+    a.add_argument("bundle", type=Path)
+    a.add_argument("expert", type=Path)
+    a.set_defaults(func=run_add)
+    r = actions.add_parser("remove-expert", help="remove an expert and its gate output")
+    r.add_argument("bundle", type=Path)
+    r.add_argument("name")
+    r.set_defaults(func=run_remove)
+    ls = actions.add_parser("list", help="list a bundle's experts, tau and base")
+    ls.add_argument("bundle", type=Path)
+    ls.set_defaults(func=run_list)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from medmoe.errors import InputError
+    from medmoe.moe import (
+        EmbeddingCache,
+        MoETrainConfig,
+        load_expert,
+        samples_from_dataset,
+        train_moe,
+    )
+    from medmoe.sam3d import load_sam3d
+    from medmoe.utils import file_sha256, seed_everything
+
+    if args.epochs < 1:
+        raise InputError("--epochs must be >= 1")
+    if args.tau is not None and not 0 <= args.tau < 1:
+        raise InputError(f"--tau must be in [0, 1), got {args.tau}")
+    seed_everything(args.seed)
+    base = load_sam3d(args.base)
+    sha = file_sha256(args.base)
+    experts, dirs, task_of_label = {}, {}, {}
+    for i, d in enumerate(args.expert, start=1):
+        dec, info = load_expert(d, base_sha256=sha, config=base.config)
+        if info.name in experts:
+            raise InputError(f"two experts are named {info.name!r}")
+        experts[info.name], dirs[info.name] = dec, d
+        for label in info.labels:
+            task_of_label[label] = i
+    samples = []
+    for ds in args.dataset:
+        samples += samples_from_dataset(
+            ds,
+            task_of=lambda n: task_of_label.get(n, 0),
+            crops_per_target=args.crops_per_target,
+            seed=args.seed,
+        )
+    tasks = {s.task for s in samples}
+    if 0 not in tasks:
+        raise InputError(
+            "the datasets hold no original-task targets (labels no expert was trained on)"
+        )
+    cache = EmbeddingCache(
+        root=args.cache or args.out / "cache", base_sha256=sha, encoder=base.image_encoder
+    )
+    cfg = MoETrainConfig(
+        epochs=args.epochs,
+        lr_gate=args.lr_gate,
+        lr_expert=args.lr_expert,
+        update_top1_expert=args.update_top1_expert,
+        tau=args.tau,
+        weighting=args.weighting,
+        seed=args.seed,
+    )
+    moe, report = train_moe(
+        base=base,
+        base_sha256=sha,
+        experts=experts,
+        samples=samples,
+        out_dir=args.out,
+        cache=cache,
+        config=cfg,
+        resume=args.resume,
+        base_checkpoint=args.base,
+        expert_dirs=dirs,
+    )
+    acc = report.get("routing_accuracy")
+    print(
+        f"bundle written to {args.out}: experts {moe.expert_names}, tau {moe.tau:.2f}"
+        + (f", routing accuracy {acc:.1%} on the validation split" if acc is not None else "")
+    )
+    return 0
+
+
+def run_add(args: argparse.Namespace) -> int:
+    from medmoe.moe import add_expert
+
+    name = add_expert(args.bundle, args.expert)
+    print(f"added expert {name!r}; its gate output is inactive until the gate is retrained")
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    from medmoe.moe import remove_expert
+
+    remove_expert(args.bundle, args.name)
+    print(f"removed expert {args.name!r}")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from medmoe.moe import read_moe_config
+    from medmoe.moe.expert import read_expert_info
+
+    cfg = read_moe_config(args.bundle)
+    print(f"base     {cfg.base_checkpoint} (sha256 {cfg.base_sha256[:12]})")
+    print(f"tau      {cfg.tau:.2f}   weighting {cfg.weighting}")
+    for i, name in enumerate(cfg.experts, start=1):
+        info = read_expert_info(args.bundle / "experts" / name)
+        dice = f"{info.val_dice:.3f}" if info.val_dice is not None else "n/a"
+        print(f"expert {i}: {name}  labels {info.labels}  val Dice {dice}")
+    return 0

@@ -1,0 +1,134 @@
+"""The MoE commands end to end on a tiny dataset, with the gate trained by two torchrun
+processes (gloo on CPU): both ranks must hold identical gate weights, and --resume continues."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from medmoe.cli.main import main
+from medmoe.data import write_nnunet_dataset
+from medmoe.sam3d import build_sam3d, save_sam3d_checkpoint
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("moe_cli")
+    torch.manual_seed(0)
+    save_sam3d_checkpoint(build_sam3d("tiny"), root / "base.pth")
+    rng = np.random.default_rng(0)
+    cases = {}
+    for c in range(3):
+        lab = np.zeros((40, 40, 40), np.uint8)
+        g = np.indices(lab.shape).transpose(1, 2, 3, 0)
+        lab[np.linalg.norm(g - [12, 12, 20], axis=-1) <= 6] = 1
+        lab[24:34, 22:32, 15:25] = 2
+        img = rng.normal(10, 1, lab.shape) + 20 * (lab == 1) - 5 * (lab == 2)
+        cases[f"c{c}"] = (img.astype(np.float32), lab, np.diag([1.5, 1.5, 1.5, 1.0]))
+    write_nnunet_dataset(root / "ds", cases, {"ball": 1, "box": 2})
+    return root
+
+
+def run_cli(*args, env=None, torchrun=False):
+    cmd = [sys.executable, "-m", "medmoe", *args]
+    if torchrun:
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29517",
+            "-m",
+            "medmoe",
+            *args,
+        ]
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=300)
+
+
+def test_expert_moe_torchrun_resume_and_bundle_commands(setup, tmp_path, capsys):
+    root = setup
+    r = run_cli(
+        "expert",
+        "train",
+        "--name",
+        "boxes",
+        "--dataset",
+        str(root / "ds"),
+        "--labels",
+        "box",
+        "--base",
+        str(root / "base.pth"),
+        "--out",
+        str(root / "expert"),
+        "--epochs",
+        "1",
+        "--clicks",
+        "1",
+    )
+    assert r.returncode == 0, r.stderr
+    assert (root / "expert" / "expert.json").is_file() and (
+        root / "expert" / "decoder.safetensors"
+    ).is_file()
+    common = [
+        "moe",
+        "train",
+        "--base",
+        str(root / "base.pth"),
+        "--expert",
+        str(root / "expert"),
+        "--dataset",
+        str(root / "ds"),
+        "--out",
+        str(root / "bundle"),
+        "--lr-gate",
+        "1e-3",
+        "--cache",
+        str(root / "cache"),
+    ]
+    r = run_cli(*common, "--epochs", "2", env={"MEDMOE_DUMP_RANK_WEIGHTS": "1"}, torchrun=True)
+    assert r.returncode == 0, [ln for ln in r.stderr.splitlines() if "rank1" in ln or "Error" in ln][-12:]
+    w0 = load_file(str(root / "bundle" / "gate_rank0.safetensors"))
+    w1 = load_file(str(root / "bundle" / "gate_rank1.safetensors"))
+    assert w0.keys() == w1.keys()
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    ckpts = sorted(p.name for p in (root / "bundle" / "checkpoints").glob("*.pt"))
+    assert ckpts == ["checkpoint_epoch0000.pt", "checkpoint_epoch0001.pt"]
+    # resume: one more epoch starting from the epoch-1 checkpoint, not from scratch
+    r = run_cli(*common, "--epochs", "3", "--resume", torchrun=True)
+    assert r.returncode == 0, [ln for ln in r.stderr.splitlines() if "rank1" in ln or "Error" in ln][-12:]
+    assert "gate epoch 1/3" not in r.stderr and "gate epoch 3/3" in r.stderr
+    assert (root / "bundle" / "checkpoints" / "checkpoint_epoch0002.pt").is_file()
+    # bundle management and segmentation with the bundle
+    assert main(["moe", "list", str(root / "bundle")]) == 0
+    assert "expert 1: boxes" in capsys.readouterr().out
+    out = tmp_path / "mask.nii.gz"
+    image = root / "ds" / "imagesTr" / "c0_0000.nii.gz"
+    assert (
+        main(
+            [
+                "segment",
+                "--image",
+                str(image),
+                "--point",
+                "29,27,20",
+                "--moe",
+                str(root / "bundle"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "expert:" in printed and "s_top" in printed
+    assert nib.load(out).shape == (40, 40, 40)
+    assert main(["moe", "remove-expert", str(root / "bundle"), "boxes"]) == 2  # the last expert
+    assert "last expert" in capsys.readouterr().err
