@@ -94,7 +94,9 @@ def test_expert_moe_torchrun_resume_and_bundle_commands(setup, tmp_path, capsys)
         str(root / "cache"),
     ]
     r = run_cli(*common, "--epochs", "2", env={"MEDMOE_DUMP_RANK_WEIGHTS": "1"}, torchrun=True)
-    assert r.returncode == 0, [ln for ln in r.stderr.splitlines() if "rank1" in ln or "Error" in ln][-12:]
+    assert r.returncode == 0, [
+        ln for ln in r.stderr.splitlines() if "rank1" in ln or "Error" in ln
+    ][-12:]
     w0 = load_file(str(root / "bundle" / "gate_rank0.safetensors"))
     w1 = load_file(str(root / "bundle" / "gate_rank1.safetensors"))
     assert w0.keys() == w1.keys()
@@ -103,7 +105,9 @@ def test_expert_moe_torchrun_resume_and_bundle_commands(setup, tmp_path, capsys)
     assert ckpts == ["checkpoint_epoch0000.pt", "checkpoint_epoch0001.pt"]
     # resume: one more epoch starting from the epoch-1 checkpoint, not from scratch
     r = run_cli(*common, "--epochs", "3", "--resume", torchrun=True)
-    assert r.returncode == 0, [ln for ln in r.stderr.splitlines() if "rank1" in ln or "Error" in ln][-12:]
+    assert r.returncode == 0, [
+        ln for ln in r.stderr.splitlines() if "rank1" in ln or "Error" in ln
+    ][-12:]
     assert "gate epoch 1/3" not in r.stderr and "gate epoch 3/3" in r.stderr
     assert (root / "bundle" / "checkpoints" / "checkpoint_epoch0002.pt").is_file()
     # bundle management and segmentation with the bundle

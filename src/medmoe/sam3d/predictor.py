@@ -79,6 +79,17 @@ class Sam3DPredictor:
         self._features = self.model.image_encoder(x)
         self._image_pe = self.model.prompt_encoder.get_dense_pe()
 
+    def set_embedding(self, features: Tensor) -> None:
+        """Use an embedding computed elsewhere (by the same frozen encoder), e.g. shared by
+        several predictors that compare decoders on one image."""
+        n = self.model.config.img_size // self.model.config.patch_size
+        if features.ndim != 5 or features.shape[0] != 1 or tuple(features.shape[2:]) != (n, n, n):
+            raise InputError(
+                f"features must have shape (1, C, {n}, {n}, {n}), got {tuple(features.shape)}"
+            )
+        self._features = features.to(self._param)
+        self._image_pe = self.model.prompt_encoder.get_dense_pe()
+
     def reset_image(self) -> None:
         self._features = None
         self._image_pe = None

@@ -1,0 +1,37 @@
+"""``medmoe demo``: the main job. ``mri`` (default) reproduces SAM-Med3D-MoE's non-forgetting
+result on real MRI; ``fundus`` runs the multi-task fundus MoE on synthetic images."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="run the SAM-Med3D-MoE experiment on real MRI (CPU, minutes)")
+    p.add_argument("which", nargs="?", choices=("mri", "fundus"), default="mri")
+    p.add_argument("--quick", action="store_true", help="a small run (about 2 minutes), for CI")
+    p.add_argument("--out", type=Path, help="output folder (default runs/demo or runs/demo-fundus)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.which == "fundus":
+        from medmoe.errors import InputError
+
+        try:
+            from medmoe.multitask.demo import run_fundus_demo
+        except ImportError:
+            raise InputError(
+                "the fundus demo is not part of this release yet (see the README)"
+            ) from None
+        run_fundus_demo(quick=args.quick, out_dir=args.out or Path("runs/demo-fundus"))
+        return 0
+    from medmoe.demo.run import run_mri_demo
+
+    out = args.out or Path("runs/demo-quick" if args.quick else "runs/demo")
+    run_mri_demo(quick=args.quick, out_dir=out)
+    return 0
