@@ -1,0 +1,394 @@
+"""Every bad input gets one clear line: exit code 2 and no traceback on the command line, a
+medmoe error type in the Python API."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from medmoe.cli.main import main
+from medmoe.data import load_label, load_volume, save_volume, write_nnunet_dataset
+from medmoe.errors import CheckpointError, InputError, MedmoeError
+from medmoe.sam3d import build_sam3d, save_sam3d_checkpoint
+
+
+def nifti(path, array, affine=None):
+    img = nib.Nifti1Image(np.asarray(array), np.eye(4) if affine is None else affine)
+    nib.save(img, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ck") / "tiny.pth"
+    save_sam3d_checkpoint(build_sam3d("tiny"), path)
+    return path
+
+
+def good_image():
+    return np.random.default_rng(0).normal(10, 2, (20, 20, 20)).astype(np.float32)
+
+
+def make_bad(kind: str, tmp_path):
+    p = tmp_path / "scan.nii.gz"
+    if kind == "truncated":
+        nifti(p, good_image())
+        p.write_bytes(p.read_bytes()[:300])
+    elif kind == "corrupt":
+        p.write_bytes(gzip.compress(b"\x00garbage" * 50))
+    elif kind == "not_nifti":
+        p = tmp_path / "scan.png"
+        p.write_bytes(b"\x89PNG")
+    elif kind == "2d":
+        nifti(p, good_image()[0])
+    elif kind == "5d":
+        nifti(p, good_image()[..., None, None].repeat(2, axis=3))
+    elif kind == "zero_axis":
+        nifti(p, np.zeros((20, 0, 20), np.float32))
+    elif kind == "nan":
+        a = good_image()
+        a[3, 3, 3] = np.nan
+        nifti(p, a)
+    elif kind == "inf":
+        a = good_image()
+        a[3, 3, 3] = np.inf
+        nifti(p, a)
+    elif kind == "constant":
+        nifti(p, np.full((20, 20, 20), 7.0, np.float32))
+    elif kind == "absurd_spacing":
+        nifti(p, good_image(), np.diag([1e5, 1.0, 1.0, 1.0]))
+    elif kind == "nonfinite_affine":  # patch the header bytes: nibabel refuses to write NaN
+        nifti(p, good_image())
+        raw = bytearray(gzip.decompress(p.read_bytes()))
+        raw[252:256] = np.array([0, 1], "<i2").tobytes()  # qform_code 0, sform_code 1
+        raw[280:296] = np.array([np.nan, 0, 0, 0], "<f4").tobytes()  # srow_x
+        p.write_bytes(gzip.compress(bytes(raw)))
+    elif kind == "huge":
+        hdr = nib.Nifti1Header()
+        hdr.set_data_shape((4000, 4000, 4000))
+        hdr.set_data_dtype(np.float32)
+        nib.save(nib.Nifti1Image(np.zeros((2, 2, 2), np.float32), np.eye(4)), str(p))
+        raw = bytearray(gzip.decompress(p.read_bytes()))
+        raw[:348] = hdr.binaryblock
+        p.write_bytes(gzip.compress(bytes(raw)))
+    else:
+        raise AssertionError(kind)
+    return p
+
+
+IMAGE_CASES = {
+    "truncated": "cannot read",
+    "corrupt": "cannot read",
+    "not_nifti": "unsupported file type",
+    "2d": "expected a 3-D volume",
+    "5d": "expected a 3-D volume",
+    "zero_axis": "axis of size 0",
+    "nan": "NaN or Inf",
+    "inf": "NaN or Inf",
+    "constant": "constant image",
+    "absurd_spacing": "absurd voxel spacing",
+    "nonfinite_affine": "affine",
+    "huge": "GiB",
+}
+
+
+def expect_cli_error(argv, message, capsys):
+    rc = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert message in err, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("kind", sorted(IMAGE_CASES))
+def test_bad_images_on_the_cli_and_api(kind, tmp_path, ckpt, capsys):
+    path = make_bad(kind, tmp_path)
+    out = tmp_path / "mask.nii.gz"
+    expect_cli_error(
+        [
+            "segment",
+            "--image",
+            str(path),
+            "--point",
+            "5,5,5",
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(out),
+        ],
+        IMAGE_CASES[kind],
+        capsys,
+    )
+    assert not out.exists()
+    with pytest.raises(InputError, match=IMAGE_CASES[kind].split()[0]):
+        load_volume(path)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--point", "5,5,50"], "outside the image"),
+        (["--point=-3,5,5"], "outside the image"),  # negative values need the = form
+        (["--point", "5,5"], "expected X,Y,Z"),
+        (["--point", "5,5,5,7"], "label must be 1"),
+        (["--point", "a,b,c"], "not numbers"),
+        (["--point", "nan,5,5"], "NaN or Inf"),
+        (["--box", "8,8,8,2,12,12"], "inverted box"),
+        (["--box", "1,2,3"], "x1,y1,z1,x2,y2,z2"),
+        ([], "at least one --point or a --box"),
+    ],
+)
+def test_bad_prompts(extra, message, tmp_path, ckpt, capsys):
+    img = save_volume(tmp_path / "ok.nii.gz", good_image(), np.eye(4))
+    expect_cli_error(
+        [
+            "segment",
+            "--image",
+            str(img),
+            *extra,
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(tmp_path / "m.nii.gz"),
+        ],
+        message,
+        capsys,
+    )
+
+
+def test_bad_output_name_and_missing_files(tmp_path, ckpt, capsys):
+    img = save_volume(tmp_path / "ok.nii.gz", good_image(), np.eye(4))
+    expect_cli_error(
+        [
+            "segment",
+            "--image",
+            str(img),
+            "--point",
+            "5,5,5",
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(tmp_path / "m.png"),
+        ],
+        "must end in .nii",
+        capsys,
+    )
+    expect_cli_error(
+        [
+            "segment",
+            "--image",
+            str(tmp_path / "nope.nii.gz"),
+            "--point",
+            "5,5,5",
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(tmp_path / "m.nii.gz"),
+        ],
+        "no such file",
+        capsys,
+    )
+    expect_cli_error(
+        [
+            "segment",
+            "--image",
+            str(img),
+            "--point",
+            "5,5,5",
+            "--checkpoint",
+            str(tmp_path / "none.pth"),
+            "--out",
+            str(tmp_path / "m.nii.gz"),
+        ],
+        "checkpoint not found",
+        capsys,
+    )
+
+
+def test_labels_with_unexpected_values(tmp_path):
+    with pytest.raises(InputError, match="non-integer"):
+        load_label(nifti(tmp_path / "l1.nii.gz", np.full((4, 4, 4), 1.5, np.float32)))
+    with pytest.raises(InputError, match="negative"):
+        load_label(nifti(tmp_path / "l2.nii.gz", -np.ones((4, 4, 4), np.int16)))
+
+
+def test_empty_and_malformed_datasets(tmp_path, ckpt, capsys):
+    expect_cli_error(
+        [
+            "evaluate",
+            "--dataset",
+            str(tmp_path),
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(tmp_path / "r.csv"),
+        ],
+        "no cases found",
+        capsys,
+    )
+    expect_cli_error(
+        [
+            "evaluate",
+            "--dataset",
+            str(tmp_path / "missing"),
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(tmp_path / "r.csv"),
+        ],
+        "dataset folder not found",
+        capsys,
+    )
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "dataset.json").write_text("{not json")
+    expect_cli_error(
+        [
+            "evaluate",
+            "--dataset",
+            str(tmp_path / "ds"),
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(tmp_path / "r.csv"),
+        ],
+        "dataset.json",
+        capsys,
+    )
+    lab = np.zeros((10, 10, 10), np.uint8)
+    lab[2:5, 2:5, 2:5] = 1
+    write_nnunet_dataset(
+        tmp_path / "ok", {"c": (good_image()[:10, :10, :10], lab, np.eye(4))}, {"a": 1}
+    )
+    expect_cli_error(
+        [
+            "evaluate",
+            "--dataset",
+            str(tmp_path / "ok"),
+            "--checkpoint",
+            str(ckpt),
+            "--labels",
+            "spleen",
+            "--out",
+            str(tmp_path / "r.csv"),
+        ],
+        "unknown labels",
+        capsys,
+    )
+
+
+def test_checkpoint_that_fits_no_model(tmp_path, capsys):
+    bad = tmp_path / "bad.pth"
+    torch.save({"model_state_dict": {"w": torch.zeros(3)}}, bad)
+    img = save_volume(tmp_path / "ok.nii.gz", good_image(), np.eye(4))
+    expect_cli_error(
+        [
+            "segment",
+            "--image",
+            str(img),
+            "--point",
+            "5,5,5",
+            "--checkpoint",
+            str(bad),
+            "--out",
+            str(tmp_path / "m.nii.gz"),
+        ],
+        "fits no registered SAM-Med3D model",
+        capsys,
+    )
+
+
+class Payload:
+    """Unpickling this would create the sentinel file: it must never happen."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_malicious_pickle_never_executes(tmp_path, capsys):
+    sentinel = tmp_path / "pwned"
+    evil = tmp_path / "evil.pth"
+    torch.save({"model_state_dict": {"w": torch.zeros(1)}, "x": Payload(str(sentinel))}, evil)
+    assert not sentinel.exists()
+    img = save_volume(tmp_path / "ok.nii.gz", good_image(), np.eye(4))
+    expect_cli_error(
+        [
+            "segment",
+            "--image",
+            str(img),
+            "--point",
+            "5,5,5",
+            "--checkpoint",
+            str(evil),
+            "--out",
+            str(tmp_path / "m.nii.gz"),
+        ],
+        "code to unpickle",
+        capsys,
+    )
+    from medmoe.train.checkpoint import load_training_state
+
+    with pytest.raises(CheckpointError):
+        load_training_state(evil, model=torch.nn.Linear(1, 1))
+    assert not sentinel.exists()
+
+
+def test_expert_from_another_base_is_refused(tmp_path, capsys):
+    from medmoe.moe import ExpertInfo, save_expert
+
+    torch.manual_seed(0)
+    base = build_sam3d("tiny")
+    a, b = tmp_path / "a.pth", tmp_path / "b.pth"
+    save_sam3d_checkpoint(base, a)
+    torch.manual_seed(1)
+    save_sam3d_checkpoint(build_sam3d("tiny"), b)
+    from medmoe.utils import file_sha256
+
+    save_expert(
+        tmp_path / "ex",
+        decoder=base.mask_decoder,
+        info=ExpertInfo(
+            name="x", labels=["a"], base_sha256=file_sha256(a), model_config=base.config.to_dict()
+        ),
+    )
+    lab = np.zeros((10, 10, 10), np.uint8)
+    lab[2:5, 2:5, 2:5] = 1
+    write_nnunet_dataset(
+        tmp_path / "ds", {"c": (good_image()[:10, :10, :10], lab, np.eye(4))}, {"a": 1}
+    )
+    expect_cli_error(
+        [
+            "moe",
+            "train",
+            "--base",
+            str(b),
+            "--expert",
+            str(tmp_path / "ex"),
+            "--dataset",
+            str(tmp_path / "ds"),
+            "--out",
+            str(tmp_path / "bundle"),
+        ],
+        "different base checkpoint",
+        capsys,
+    )
+    (tmp_path / "ex" / "expert.json").write_text(json.dumps({"format": "other"}))
+    expect_cli_error(["moe", "list", str(tmp_path / "nothing")], "not a MoE bundle", capsys)
+
+
+def test_api_errors_are_medmoe_errors():
+    from medmoe.sam3d import Sam3DPredictor
+
+    p = Sam3DPredictor(build_sam3d("tiny"))
+    with pytest.raises(MedmoeError, match="no image is set"):
+        p.predict(points=[[1, 2, 3]], labels=[1])
+    with pytest.raises(MedmoeError, match="shape"):
+        p.set_image(np.zeros((64, 64, 64), np.float32))
