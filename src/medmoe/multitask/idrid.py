@@ -1,0 +1,129 @@
+"""The IDRiD dataset in its official folder layout.
+
+``A. Segmentation/1. Original Images/{a. Training Set, b. Testing Set}/IDRiD_NN.jpg`` with masks
+``A. Segmentation/2. All Segmentation Groundtruths/<split>/{1. Microaneurysms, 2. Haemorrhages,
+3. Hard Exudates, 4. Soft Exudates, 5. Optic Disc}/IDRiD_NN_{MA,HE,EX,SE,OD}.tif``, and
+``B. Disease Grading/1. Original Images/<split>/IDRiD_NNN.jpg`` with the grades in
+``B. Disease Grading/2. Groundtruths/{a. IDRiD_Disease Grading_Training Labels.csv,
+b. IDRiD_Disease Grading_Testing Labels.csv}``.
+
+Three details the reference code gets wrong or leaves implicit:
+- the DME column of the grading CSV is named ``'Risk of macular edema '``, with a trailing space;
+- a lesion mask that is missing means "no lesion of that type": an all-negative mask;
+- masks are binarised from their colour channels; some are RGBA (``IDRiD_81_EX.tif``) and the
+  alpha channel is not the label, so it is dropped before binarising.
+The segmentation and grading images are different photographs, so a sample carries either
+masks or grades, never both.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image
+
+from medmoe.errors import InputError
+from medmoe.multitask.model import LESIONS
+
+SPLITS = {"train": "a. Training Set", "test": "b. Testing Set"}
+LESION_DIRS = {
+    "MA": "1. Microaneurysms",
+    "HE": "2. Haemorrhages",
+    "EX": "3. Hard Exudates",
+    "SE": "4. Soft Exudates",
+    "OD": "5. Optic Disc",
+}
+GRADE_CSV = {
+    "train": "a. IDRiD_Disease Grading_Training Labels.csv",
+    "test": "b. IDRiD_Disease Grading_Testing Labels.csv",
+}
+DME_COLUMN = "Risk of macular edema "  # sic: trailing space in the official file
+
+
+class SegSample(NamedTuple):
+    image: Path
+    masks: dict[str, Path | None]  # None: no mask file, i.e. no lesion of that type
+
+
+class GradeSample(NamedTuple):
+    image: Path
+    dr: int
+    dme: int
+
+
+def binarize_mask(path: Path | None, size: tuple[int, int]) -> np.ndarray:
+    """A bool mask from a (possibly RGBA or palette) label image; a missing file is all negative.
+    ``size`` is ``(height, width)``."""
+    if path is None:
+        return np.zeros(size, dtype=bool)
+    with Image.open(path) as im:
+        if im.mode == "P":
+            im = im.convert("RGB")
+        arr = np.asarray(im)
+    if arr.ndim == 3:
+        arr = arr[..., :3].max(axis=-1)  # the colour channels; the alpha channel is not the label
+    return arr > 0
+
+
+def segmentation_samples(root: str | os.PathLike, split: str = "train") -> list[SegSample]:
+    root = Path(root)
+    img_dir = root / "A. Segmentation" / "1. Original Images" / SPLITS[split]
+    gt_dir = root / "A. Segmentation" / "2. All Segmentation Groundtruths" / SPLITS[split]
+    if not img_dir.is_dir():
+        raise InputError(f"{root}: not an IDRiD folder (missing {img_dir})")
+    out = []
+    for img in sorted(img_dir.glob("IDRiD_*.jpg")):
+        masks = {}
+        for lesion in LESIONS:
+            p = gt_dir / LESION_DIRS[lesion] / f"{img.stem}_{lesion}.tif"
+            masks[lesion] = p if p.is_file() else None
+        out.append(SegSample(img, masks))
+    return out
+
+
+def grading_samples(root: str | os.PathLike, split: str = "train") -> list[GradeSample]:
+    root = Path(root)
+    csv_path = root / "B. Disease Grading" / "2. Groundtruths" / GRADE_CSV[split]
+    img_dir = root / "B. Disease Grading" / "1. Original Images" / SPLITS[split]
+    if not csv_path.is_file():
+        raise InputError(f"{root}: not an IDRiD folder (missing {csv_path})")
+    out = []
+    with open(csv_path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if DME_COLUMN not in (reader.fieldnames or []):
+            raise InputError(f"{csv_path}: no {DME_COLUMN!r} column (found {reader.fieldnames})")
+        for row in reader:
+            name = (row.get("Image name") or "").strip()
+            if not name:
+                continue
+            out.append(
+                GradeSample(
+                    img_dir / f"{name}.jpg", int(row["Retinopathy grade"]), int(row[DME_COLUMN])
+                )
+            )
+    return out
+
+
+def load_rgb(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """``(3, H, W)`` float32 in [0, 1], resized to ``size`` = (height, width)."""
+    with Image.open(path) as im:
+        im = im.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
+        return np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / 255.0
+
+
+def load_masks(sample: SegSample, size: tuple[int, int]) -> np.ndarray:
+    """``(5, H, W)`` bool, resized with nearest neighbour."""
+    out = []
+    for lesion in LESIONS:
+        path = sample.masks[lesion]
+        if path is None:
+            out.append(np.zeros(size, bool))
+            continue
+        m = binarize_mask(path, (0, 0))
+        im = Image.fromarray(m.astype(np.uint8) * 255).resize((size[1], size[0]), Image.NEAREST)
+        out.append(np.asarray(im) > 127)
+    return np.stack(out)
