@@ -48,13 +48,20 @@ def init_distributed(*, device: str | None = None) -> DistContext:
     return DistContext(rank=rank, world_size=world, local_rank=local, device=dev)
 
 
-def wrap_model(model: nn.Module, ctx: DistContext) -> nn.Module:
-    """Move to the context's device and wrap in DDP when the run has several processes."""
+def wrap_model(
+    model: nn.Module, ctx: DistContext, *, find_unused_parameters: bool = False
+) -> nn.Module:
+    """Move to the context's device and wrap in DDP when the run has several processes.
+
+    ``find_unused_parameters`` is needed when routing skips some experts in a step.
+    """
     model = model.to(ctx.device)
     if not ctx.distributed:
         return model
     ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return nn.parallel.DistributedDataParallel(
+        model, device_ids=ids, find_unused_parameters=find_unused_parameters
+    )
 
 
 def unwrap(model: nn.Module) -> nn.Module:

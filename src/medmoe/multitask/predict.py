@@ -1,0 +1,77 @@
+"""Predict grades and lesion masks for one fundus photograph; write JSON, PNG masks, an overlay."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from medmoe.errors import InputError
+from medmoe.multitask.model import MultiTaskMoE
+from medmoe.multitask.train import normalize
+from medmoe.utils.files import atomic_write
+
+DR_NAMES = ("no DR", "mild", "moderate", "severe", "proliferative")
+COLORS = {
+    "MA": (255, 0, 0),
+    "HE": (160, 0, 255),
+    "EX": (255, 255, 0),
+    "SE": (0, 255, 255),
+    "OD": (0, 255, 0),
+}
+
+
+def read_photo(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return (
+                np.asarray(
+                    im.convert("RGB").resize((size[1], size[0]), Image.BILINEAR), np.float32
+                ).transpose(2, 0, 1)
+                / 255
+            )
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read image {path}: {err}") from None
+
+
+@torch.no_grad()
+def predict_photo(model: MultiTaskMoE, image: np.ndarray) -> dict:
+    out = model(normalize(image[None]))
+    res: dict = {"experts_used": {t: int(o.mask.sum()) for t, o in out.items()}}
+    for t in ("dr", "dme"):
+        if t in out:
+            probs = out[t].output.softmax(-1)[0]
+            res[t] = {
+                "grade": int(probs.argmax()),
+                "probabilities": [round(float(p), 4) for p in probs],
+            }
+    if "seg" in out:
+        res["masks"] = (out["seg"].output.sigmoid()[0] > 0.5).numpy()
+    return res
+
+
+def write_prediction(res: dict, image: np.ndarray, lesions, out_dir: str | os.PathLike) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {k: v for k, v in res.items() if k != "masks"}
+    if "dr" in res:
+        summary["dr"]["name"] = DR_NAMES[res["dr"]["grade"]]
+    overlay = (image.transpose(1, 2, 0) * 255).astype(np.uint8).copy()
+    if "masks" in res:
+        for c, lesion in enumerate(lesions):
+            mask = res["masks"][c]
+            with atomic_write(out / f"{lesion}.png") as tmp:
+                Image.fromarray(mask.astype(np.uint8) * 255).save(tmp, format="PNG")
+            overlay[mask] = (
+                0.5 * overlay[mask] + 0.5 * np.array(COLORS.get(lesion, (255, 255, 255)))
+            ).astype(np.uint8)
+            summary.setdefault("lesion_pixels", {})[lesion] = int(mask.sum())
+    with atomic_write(out / "overlay.png") as tmp:
+        Image.fromarray(overlay).save(tmp, format="PNG")
+    with atomic_write(out / "prediction.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
+    return out
