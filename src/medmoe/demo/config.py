@@ -46,7 +46,7 @@ class DemoConfig:
     expert_epochs: int = 10
     expert_lr: float = 5e-4
     expert_clicks: int = 2
-    gate_epochs: int = 4
+    gate_epochs: int = 8
     gate_lr: float = 1e-3  # the paper's 1e-6 suits a long GPU run, not minutes on a CPU
     eval_clicks: int = 6  # the paper's 6 points
     box_prob: float = 0.5

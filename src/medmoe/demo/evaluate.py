@@ -72,6 +72,7 @@ def evaluate(
             if isinstance(pred, MoEPredictor):
                 row["used_expert"] = bool(outs[0].used_expert)
                 row["s_top"] = float(outs[0].s_top)
+                row["gate_class"] = int(outs[0].gate_probs.argmax())
             rows.append(row)
             if idx in keep_masks_for and restore is None:
                 masks[(idx, name, prompt)] = final
@@ -92,7 +93,21 @@ def mean_dice(rows: list[dict], *, model: str, prompt: str, task: int | None = N
 
 
 def routing_accuracy(rows: list[dict], *, model: str = "MoE", prompt: str = "points") -> float:
-    sel = [r for r in rows if r["model"] == model and r["prompt"] == prompt and "used_expert" in r]
-    return (
-        float(np.mean([r["used_expert"] == (r["task"] > 0) for r in sel])) if sel else float("nan")
-    )
+    """Fraction of crops whose gate class (argmax: 0 general, i expert i) is their task."""
+    sel = [r for r in rows if r["model"] == model and r["prompt"] == prompt and "gate_class" in r]
+    return float(np.mean([r["gate_class"] == r["task"] for r in sel])) if sel else float("nan")
+
+
+def expert_use_rate(
+    rows: list[dict], *, task: int, model: str = "MoE", prompt: str = "points"
+) -> float:
+    """Fraction of crops of a task group (0 original, >0 new) on which the expert was mixed in."""
+    sel = [
+        r
+        for r in rows
+        if r["model"] == model
+        and r["prompt"] == prompt
+        and "used_expert" in r
+        and (r["task"] > 0) == (task > 0)
+    ]
+    return float(np.mean([r["used_expert"] for r in sel])) if sel else float("nan")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medmoe.demo.evaluate import mean_dice, routing_accuracy
+from medmoe.demo.evaluate import expert_use_rate, mean_dice, routing_accuracy
 
 MODELS = ("Baseline", "FT-expert", "MoE")
 
@@ -134,7 +134,10 @@ def write_report(path: Path, *, rows, variants, tau, timings, figures, cfg_text,
         "",
         table2(rows, variants),
         "",
-        f"Gate routing accuracy on the evaluation crops: **{acc:.1%}**. Chosen τ: **{tau:.2f}**.",
+        f"Gate routing accuracy on the evaluation crops (gate argmax = task): **{acc:.1%}**. "
+        f"Chosen τ: **{tau:.2f}**. The expert was mixed in (s_top > τ) on "
+        f"{expert_use_rate(rows, task=0):.0%} of original-task crops and "
+        f"{expert_use_rate(rows, task=1):.0%} of new-task crops.",
         "",
         "## Checks",
         "",
