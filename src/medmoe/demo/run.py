@@ -84,47 +84,22 @@ def run_mri_demo(
         raise InputError(f"labels {missing} are not in the {cfg.atlas} atlas")
 
     with timer("crops"):
-        crop_dir = out / "crops"
-        orig_train = make_crops(
-            atlas,
-            cfg.original,
-            split="train",
-            count=cfg.train_crops,
-            task=0,
-            elastic=cfg.elastic,
-            cache_dir=crop_dir,
-            seed=cfg.seed,
-        )
-        new_train = make_crops(
-            atlas,
-            cfg.new,
-            split="train",
-            count=cfg.train_crops,
-            task=1,
-            elastic=cfg.elastic,
-            cache_dir=crop_dir,
-            seed=cfg.seed,
-        )
-        evals = make_crops(
-            atlas,
-            cfg.original,
-            split="eval",
-            count=cfg.eval_crops,
-            task=0,
-            elastic=cfg.elastic,
-            cache_dir=crop_dir,
-            seed=cfg.seed,
-        )
-        evals += make_crops(
-            atlas,
-            cfg.new,
-            split="eval",
-            count=cfg.eval_crops,
-            task=1,
-            elastic=cfg.elastic,
-            cache_dir=crop_dir,
-            seed=cfg.seed,
-        )
+        crops = {
+            (split, task): make_crops(
+                atlas,
+                values,
+                split=split,
+                count=count,
+                task=task,
+                elastic=cfg.elastic,
+                cache_dir=out / "crops",
+                seed=cfg.seed,
+            )
+            for split, count in (("train", cfg.train_crops), ("eval", cfg.eval_crops))
+            for task, values in ((0, cfg.original), (1, cfg.new))
+        }
+        orig_train, new_train = crops["train", 0], crops["train", 1]
+        evals = crops["eval", 0] + crops["eval", 1]
 
     general_path = out / "general.pth"
     with timer("pretrain general"):

@@ -19,7 +19,7 @@ from medmoe.errors import CheckpointError, InputError
 from medmoe.moe.expert import load_expert, read_expert_info
 from medmoe.moe.gate import Gate, GateConfig
 from medmoe.moe.model import MoESam3D
-from medmoe.utils.files import atomic_write, file_sha256
+from medmoe.utils.files import atomic_write, file_sha256, read_json_record
 
 FORMAT = "medmoe-moe/1"
 EXPERTS_DIR = "experts"
@@ -43,17 +43,7 @@ def _write_config(bundle: Path, cfg: MoEConfig) -> None:
 
 
 def read_moe_config(bundle: str | os.PathLike) -> MoEConfig:
-    bundle = Path(bundle)
-    try:
-        raw = json.loads((bundle / "moe.json").read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{bundle} is not a MoE bundle: no moe.json") from None
-    except (OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{bundle / 'moe.json'}: unreadable ({err})") from None
-    unknown = set(raw) - set(MoEConfig.__dataclass_fields__)
-    if unknown or raw.get("format") != FORMAT:
-        raise CheckpointError(f"{bundle / 'moe.json'}: not a {FORMAT} file")
-    return MoEConfig(**raw)
+    return read_json_record(Path(bundle) / "moe.json", MoEConfig, fmt=FORMAT, what="a MoE bundle")
 
 
 def _base_path(bundle: Path, cfg: MoEConfig) -> Path:

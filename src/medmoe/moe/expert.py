@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from medmoe.errors import CheckpointError
 from medmoe.sam3d import MaskDecoder3D, Sam3DConfig, build_mask_decoder
-from medmoe.utils.files import atomic_write
+from medmoe.utils.files import atomic_write, read_json_record
 
 FORMAT = "medmoe-expert/1"
 DECODER_FILE = "decoder.safetensors"
@@ -47,17 +47,7 @@ def save_expert(out_dir: str | os.PathLike, *, decoder: MaskDecoder3D, info: Exp
 
 
 def read_expert_info(path: str | os.PathLike) -> ExpertInfo:
-    path = Path(path)
-    try:
-        raw = json.loads((path / INFO_FILE).read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} is not an expert: no {INFO_FILE}") from None
-    except (OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path / INFO_FILE}: unreadable ({err})") from None
-    unknown = set(raw) - set(ExpertInfo.__dataclass_fields__)
-    if unknown or raw.get("format") != FORMAT:
-        raise CheckpointError(f"{path / INFO_FILE}: not a {FORMAT} file (keys {sorted(raw)})")
-    return ExpertInfo(**raw)
+    return read_json_record(Path(path) / INFO_FILE, ExpertInfo, fmt=FORMAT, what="an expert")
 
 
 def load_expert(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -50,3 +51,25 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_json_record(path: Path, cls, *, fmt: str, what: str):
+    """Read a JSON file into the dataclass ``cls``; refuse unknown keys and another ``format``.
+
+    Raises :class:`medmoe.errors.CheckpointError` naming ``what`` the folder should have been.
+    """
+    from medmoe.errors import CheckpointError
+
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path.parent} is not {what}: no {path.name}") from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: unreadable ({err})") from None
+    if (
+        not isinstance(raw, dict)
+        or set(raw) - set(cls.__dataclass_fields__)
+        or raw.get("format") != fmt
+    ):
+        raise CheckpointError(f"{path}: not a {fmt} file")
+    return cls(**raw)
