@@ -34,7 +34,7 @@ PRESETS = {
         "n_val": 48,
         "width": 16,
         "head": 64,
-        "epochs": 10,
+        "epochs": 16,
         "batch": 8,
     },
 }
