@@ -193,34 +193,49 @@ class Sam3DCrop:
         return ((pts >= 0) & (pts <= self.size - 1)).all(axis=1)
 
     # --- mapping back ----------------------------------------------------------------------
-    def invert(self, array: np.ndarray, *, mode: str = "auto") -> np.ndarray:
+    def footprint(self) -> tuple[np.ndarray, np.ndarray]:
+        """The box of source voxels ``[lo, hi)`` (per axis, clipped to the source) that the crop
+        overlaps: :meth:`invert` is zero / ``LOGIT_FILL`` everywhere else."""
+        edges = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], dtype=float)
+        edges = edges * self.size - 0.5  # the crop's outer voxel faces
+        src = world_to_voxel(voxel_to_world(edges, self.affine), self.source_affine)
+        shape = np.asarray(self.source_shape)
+        lo = np.clip(np.floor(src.min(0)).astype(int) - 1, 0, shape)
+        hi = np.clip(np.ceil(src.max(0)).astype(int) + 2, 0, shape)
+        return lo, np.maximum(hi, lo)
+
+    def invert(
+        self,
+        array: np.ndarray,
+        *,
+        mode: str = "auto",
+        region: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
         """Map a ``(size,)*3`` crop array back onto the source grid (the source's shape).
 
         ``mode="linear"`` interpolates (logits: voxels outside the crop get ``LOGIT_FILL``);
         ``"nearest"`` copies nearest values. ``"auto"`` (default) treats a boolean or 0/1 mask
         as a soft mask: it is interpolated linearly and thresholded at 0.5, which follows the
         object's surface more closely than nearest-neighbour when the grids differ in spacing.
+        ``region=(lo, hi)`` (e.g. :meth:`footprint`) returns only ``source[lo:hi]``.
         """
         array = np.asarray(array)
         if array.shape != (self.size,) * 3:
             raise InputError(f"expected a {(self.size,) * 3} array, got {array.shape}")
+        shape, target = self.source_shape, self.source_affine
+        if region is not None:
+            lo, hi = (np.asarray(r, dtype=int) for r in region)
+            shape = tuple(int(n) for n in hi - lo)
+            target = self.source_affine @ grid_affine(lo.astype(np.float64), 1.0)
         if mode == "auto":
             binary = array.dtype == bool or np.isin(np.unique(array), (0, 1)).all()
             if binary:
-                soft = resample(
-                    array.astype(np.float32),
-                    self.affine,
-                    self.source_shape,
-                    self.source_affine,
-                    order=1,
-                )
+                soft = resample(array.astype(np.float32), self.affine, shape, target, order=1)
                 return soft >= 0.5
             mode = "linear"
         if mode == "linear":
-            return resample(
-                array, self.affine, self.source_shape, self.source_affine, order=1, cval=LOGIT_FILL
-            )
+            return resample(array, self.affine, shape, target, order=1, cval=LOGIT_FILL)
         if mode == "nearest":
-            out = resample(array, self.affine, self.source_shape, self.source_affine, order=0)
+            out = resample(array, self.affine, shape, target, order=0)
             return out.astype(array.dtype)
         raise InputError(f"unknown invert mode {mode!r}; use auto, linear or nearest")

@@ -174,12 +174,9 @@ def load_label(path: str | os.PathLike) -> Volume:
     return Volume(as_int, affine)
 
 
-def save_volume(path: str | os.PathLike, array: np.ndarray, affine: np.ndarray) -> Path:
-    """Write ``array`` with ``affine`` as NIfTI (``.nii`` or ``.nii.gz``), atomically."""
-    path = Path(path)
-    suffix = _suffix(path)
-    if suffix not in NIFTI_SUFFIXES:
-        raise InputError(f"{path}: output must end in .nii or .nii.gz")
+def nifti_bytes(array: np.ndarray, affine: np.ndarray, *, gz: bool = True) -> bytes:
+    """``array`` with ``affine`` as the bytes of a NIfTI-1 file (gzipped by default); the affine
+    is stored as both qform and sform (code 1, scanner), so every reader agrees on it."""
     array = np.asarray(array)
     if array.dtype == bool:
         array = array.astype(np.uint8)
@@ -187,8 +184,16 @@ def save_volume(path: str | os.PathLike, array: np.ndarray, affine: np.ndarray) 
     img.header.set_qform(img.affine, code=1)
     img.header.set_sform(img.affine, code=1)
     payload = img.to_bytes()
-    if suffix == ".nii.gz":
-        payload = gzip.compress(payload, compresslevel=6)
+    return gzip.compress(payload, compresslevel=6) if gz else payload
+
+
+def save_volume(path: str | os.PathLike, array: np.ndarray, affine: np.ndarray) -> Path:
+    """Write ``array`` with ``affine`` as NIfTI (``.nii`` or ``.nii.gz``), atomically."""
+    path = Path(path)
+    suffix = _suffix(path)
+    if suffix not in NIFTI_SUFFIXES:
+        raise InputError(f"{path}: output must end in .nii or .nii.gz")
+    payload = nifti_bytes(array, affine, gz=suffix == ".nii.gz")
     with atomic_write(path) as tmp:
         tmp.write_bytes(payload)
     return path

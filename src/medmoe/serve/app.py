@@ -1,0 +1,195 @@
+"""The FastAPI application behind ``medmoe serve``: a JSON/PNG/NIfTI API and the static page.
+
+Errors are ``{"detail": "<one line>"}`` with a 4xx code: 400 bad input, 404 unknown session,
+413 upload too large, 415 not NIfTI, 503 too many sessions. The OpenAPI schema is FastAPI's,
+at ``/openapi.json`` (and browsable at ``/docs``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from importlib import resources
+from typing import Literal
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from medmoe.data.io import nifti_bytes
+from medmoe.errors import MedmoeError
+from medmoe.sam3d import Sam3DPredictor
+from medmoe.serve.engine import Engine
+from medmoe.serve.store import Busy, NotFound, NotNifti, ServeConfig, SessionStore, TooLarge
+from medmoe.serve.views import slice_array, to_png
+
+STATIC = resources.files("medmoe.serve") / "static"
+
+
+class Prompt(BaseModel):
+    points: list[list[float]] | None = Field(
+        None, description="clicks as scan voxel indices [i, j, k]"
+    )
+    labels: list[int] | None = Field(None, description="1 positive, 0 negative; default all 1")
+    box: list[float] | None = Field(None, description="[i1, j1, k1, i2, j2, k2] scan voxels")
+
+
+class MaskUpdateModel(BaseModel):
+    step: int = Field(description="number of prompt steps now in the session")
+    lo: list[int] = Field(description="first scan voxel of the changed region")
+    hi: list[int] = Field(description="one past the last scan voxel of the changed region")
+    bits: str = Field(description="base64 of the region's mask bits, C order, MSB first")
+    voxels: int
+    expert: str | None = Field(description='"general" or the name of the expert used')
+    s_top: float | None = Field(description="the gate's top-1 expert score (MoE only)")
+    gate_probs: dict[str, float] | None
+    iou: float | None
+    encoded: bool = Field(description="whether the image encoder ran for this update")
+
+
+class SessionModel(BaseModel):
+    id: str
+    name: str
+    shape: list[int]
+    spacing: list[float]
+    affine: list[list[float]]
+    views: dict
+    window: float
+    level: float
+    steps: int
+
+
+def _status(err: MedmoeError) -> int:
+    if isinstance(err, TooLarge):
+        return 413
+    if isinstance(err, NotFound):
+        return 404
+    if isinstance(err, Busy):
+        return 503
+    if isinstance(err, NotNifti):
+        return 415
+    return 400
+
+
+def create_app(*, predictor: Sam3DPredictor, config: ServeConfig) -> FastAPI:
+    """The app; ``predictor`` is a :class:`Sam3DPredictor` or :class:`MoEPredictor`."""
+    engine = Engine(predictor=predictor)
+    store = SessionStore(config=config, engine=engine)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        store.close()  # sessions live only as long as the server
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="medmoe",
+        summary="Interactive 3-D segmentation with SAM-Med3D(-MoE)",
+        version=_version(),
+    )
+    app.state.store = store
+
+    @app.exception_handler(MedmoeError)
+    async def _medmoe_error(request: Request, err: MedmoeError) -> JSONResponse:
+        return JSONResponse({"detail": str(err).splitlines()[0]}, status_code=_status(err))
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+
+    @app.get("/viewer.js", include_in_schema=False)
+    def viewer_js() -> Response:
+        js = (STATIC / "viewer.js").read_text(encoding="utf-8")
+        return Response(js, media_type="text/javascript")
+
+    @app.get("/api/info")
+    def info() -> dict:
+        """The model behind the server and the server's limits."""
+        return {
+            **engine.describe(),
+            "max_upload_bytes": config.max_upload_bytes,
+            "session_ttl_s": config.session_ttl_s,
+        }
+
+    @app.post("/api/sessions", response_model=SessionModel, status_code=201)
+    async def upload(
+        request: Request,
+        filename: str | None = Query(None, description="the scan's file name, for display"),
+    ) -> dict:
+        """Upload a scan: the request body is the .nii or .nii.gz file itself."""
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > config.max_upload_bytes:
+            raise TooLarge(f"the upload is over the limit of {config.max_upload_bytes} bytes")
+        session = await store.create(request.stream(), name=filename)
+        return session.describe()
+
+    @app.get("/api/sessions/{sid}", response_model=SessionModel)
+    def get_session(sid: str) -> dict:
+        return store.get(sid).describe()
+
+    @app.delete("/api/sessions/{sid}", status_code=204)
+    def delete_session(sid: str) -> Response:
+        store.get(sid)
+        store.delete(sid)
+        return Response(status_code=204)
+
+    @app.get("/api/sessions/{sid}/slice", response_class=Response)
+    def get_slice(
+        sid: str,
+        view: Literal["axial", "coronal", "sagittal"],
+        index: int,
+        window: float | None = None,
+        level: float | None = None,
+    ) -> Response:
+        """One slice as a grey PNG, screen-oriented as the session's ``views`` describe."""
+        s = store.get(sid)
+        plane = slice_array(s.volume.array, s.views[view], index)
+        w = s.window[0] if window is None else window
+        lv = s.window[1] if level is None else level
+        return Response(to_png(plane, window=w, level=lv), media_type="image/png")
+
+    @app.post("/api/sessions/{sid}/prompts", response_model=MaskUpdateModel)
+    def add_prompt(sid: str, prompt: Prompt) -> dict:
+        """Add clicks and/or a box; the mask is re-predicted with every prompt so far."""
+        s = store.get(sid)
+        with s.lock:
+            return s.add_prompt(
+                points=prompt.points, labels=prompt.labels, box=prompt.box
+            ).to_dict()
+
+    @app.post("/api/sessions/{sid}/undo", response_model=MaskUpdateModel)
+    def undo(sid: str) -> dict:
+        s = store.get(sid)
+        with s.lock:
+            return s.undo().to_dict()
+
+    @app.post("/api/sessions/{sid}/reset", response_model=MaskUpdateModel)
+    def reset(sid: str) -> dict:
+        s = store.get(sid)
+        with s.lock:
+            return s.reset().to_dict()
+
+    @app.get("/api/sessions/{sid}/mask.nii.gz", response_class=Response)
+    async def download(sid: str) -> Response:
+        """The mask as NIfTI, on the uploaded scan's grid and with its affine."""
+        s = store.get(sid)
+
+        def build() -> bytes:
+            with s.lock:
+                return nifti_bytes(s.mask(), s.volume.affine)
+
+        stem = s.name.removesuffix(".gz").removesuffix(".nii")
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "scan"
+        return Response(
+            await run_in_threadpool(build),
+            media_type="application/gzip",
+            headers={"Content-Disposition": f'attachment; filename="{safe}_mask.nii.gz"'},
+        )
+
+    return app
+
+
+def _version() -> str:
+    import medmoe
+
+    return medmoe.__version__

@@ -1,0 +1,84 @@
+"""One model shared by every session: encode a crop, decode prompts against an embedding.
+
+The predictor keeps one embedding as state, so decodes are serialised by a lock (a decode costs
+milliseconds). Encodes go through a second predictor on the same frozen weights, under their own
+lock, so one session's encoder run does not hold up the clicks of the others.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from torch import Tensor
+
+from medmoe.sam3d import Sam3DPredictor
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One prediction in crop space, with the routing the page shows."""
+
+    mask: np.ndarray  # (S, S, S) bool
+    low_res_logits: Tensor  # fed back as mask_input on the next click
+    iou: float
+    expert: str  # "general" or the name of the expert whose mask was used
+    s_top: float | None  # the gate's top-1 expert score (MoE only)
+    gate_probs: dict[str, float] | None  # "none" then each expert (MoE only)
+
+
+class Engine:
+    def __init__(self, *, predictor: Sam3DPredictor) -> None:
+        self.predictor = predictor
+        self.encoder = Sam3DPredictor(predictor.model)  # same weights, its own embedding slot
+        self.is_moe = hasattr(predictor, "moe")
+        self.expert_names: list[str] = list(predictor.moe.expert_names) if self.is_moe else []
+        self.size = predictor.size
+        self.supports_boxes = bool(predictor.model.prompt_encoder.supports_boxes)
+        self._encode_lock = threading.Lock()
+        self._decode_lock = threading.Lock()
+        self.encoder_seconds: list[float] = []
+
+    def encode(self, image: np.ndarray) -> Tensor:
+        with self._encode_lock:
+            start = time.perf_counter()
+            self.encoder.set_image(image)
+            features = self.encoder.features
+            self.encoder.reset_image()
+            self.encoder_seconds.append(time.perf_counter() - start)
+        return features
+
+    def decode(
+        self,
+        features: Tensor,
+        *,
+        points: np.ndarray | None,
+        labels: np.ndarray | None,
+        box: np.ndarray | None,
+        mask_input: Tensor | None,
+    ) -> Decoded:
+        with self._decode_lock:
+            self.predictor.set_embedding(features)
+            pred = self.predictor.predict(
+                points=points, labels=labels, box=box, mask_input=mask_input
+            )
+            self.predictor.reset_image()
+        mask = pred.mask[0, 0].cpu().numpy()
+        iou = float(pred.iou.reshape(-1)[0])
+        if not self.is_moe:
+            return Decoded(mask, pred.low_res_logits, iou, "general", None, None)
+        names = ["none", *self.expert_names]
+        probs = {n: float(p) for n, p in zip(names, pred.gate_probs.tolist(), strict=True)}
+        expert = pred.expert_name if pred.used_expert else "general"
+        return Decoded(mask, pred.low_res_logits, iou, expert, pred.s_top, probs)
+
+    def describe(self) -> dict:
+        return {
+            "model": "moe" if self.is_moe else "sam3d",
+            "experts": self.expert_names,
+            "tau": float(self.predictor.moe.tau) if self.is_moe else None,
+            "crop_size": self.size,
+            "supports_boxes": self.supports_boxes,
+        }

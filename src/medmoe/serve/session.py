@@ -1,0 +1,197 @@
+"""One interactive segmentation: a scan, its prompts step by step, undo and reset.
+
+A session segments one object at a time inside one 128^3 crop, placed around its first prompt
+(the centre of a box, or the first click), as ``medmoe segment`` does. The crop's embedding is
+computed once and kept, so every later click costs only the prompt encoder and the decoders.
+Each step keeps its mask in crop space (bit-packed) and its low-resolution logits, which are
+fed back as the next click's mask prompt, as in SAM-Med3D's interactive protocol; undo restores
+them exactly. Masks go back to the scan's grid only over the crop's footprint.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from torch import Tensor
+
+from medmoe.data import Sam3DCrop, Volume
+from medmoe.data.prompts import check_box, check_points
+from medmoe.errors import InputError
+from medmoe.serve.engine import Decoded, Engine
+from medmoe.serve.views import ViewGeometry, default_window, pack_mask, view_geometry
+
+MAX_CACHED_EMBEDDINGS = 2  # per session: the current crop and the one before a reset
+
+
+@dataclass(frozen=True)
+class Step:
+    points: np.ndarray  # (N, 3) every click so far, scan voxel indices
+    labels: np.ndarray  # (N,) 1 positive, 0 negative
+    box: np.ndarray | None  # (6,) scan voxel box, or None
+    mask_bits: np.ndarray  # np.packbits of the (S, S, S) crop-space mask
+    decoded: Decoded
+
+
+@dataclass(frozen=True)
+class MaskUpdate:
+    """What changed: the new mask over ``[lo, hi)`` of the scan's voxels, and the routing."""
+
+    step: int
+    lo: list[int]
+    hi: list[int]
+    bits: str  # views.pack_mask of the region
+    voxels: int  # mask voxels in the whole scan
+    expert: str | None
+    s_top: float | None
+    gate_probs: dict[str, float] | None
+    iou: float | None
+    encoded: bool  # the image encoder ran for this update
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+@dataclass
+class Session:
+    id: str
+    directory: Path
+    volume: Volume
+    name: str  # the upload's file name (display only; never used as a path)
+    engine: Engine
+    views: dict[str, ViewGeometry] = field(init=False)
+    window: tuple[float, float] = field(init=False)
+    crop: Sam3DCrop | None = None
+    steps: list[Step] = field(default_factory=list)
+    last_used: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _embeddings: OrderedDict = field(default_factory=OrderedDict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.views = view_geometry(self.volume.array.shape, self.volume.affine)
+        self.window = default_window(self.volume.array)
+
+    # --- state -------------------------------------------------------------------------------
+    def describe(self) -> dict:
+        vol = self.volume
+        return {
+            "id": self.id,
+            "name": self.name,
+            "shape": [int(n) for n in vol.array.shape],
+            "spacing": [float(s) for s in vol.spacing],
+            "affine": np.asarray(vol.affine, dtype=float).tolist(),
+            "views": {k: v.to_dict() for k, v in self.views.items()},
+            "window": self.window[0],
+            "level": self.window[1],
+            "steps": len(self.steps),
+        }
+
+    def _embedding(self, crop: Sam3DCrop) -> tuple[Tensor, bool]:
+        key = tuple(np.round(crop.affine[:3, 3], 4))
+        if key in self._embeddings:
+            self._embeddings.move_to_end(key)
+            return self._embeddings[key], False
+        features = self.engine.encode(crop.image)
+        self._embeddings[key] = features
+        while len(self._embeddings) > MAX_CACHED_EMBEDDINGS:
+            self._embeddings.popitem(last=False)
+        return features, True
+
+    def _update(self, crop: Sam3DCrop | None, encoded: bool) -> MaskUpdate:
+        """The current mask over ``crop``'s footprint (zeros after a reset)."""
+        step = self.steps[-1] if self.steps else None
+        if crop is None:
+            lo = hi = np.zeros(3, dtype=int)
+            region = np.zeros((0, 0, 0), dtype=bool)
+        else:
+            lo, hi = crop.footprint()
+            if step is None:
+                region = np.zeros(tuple(hi - lo), dtype=bool)
+            else:
+                region = crop.invert(self._crop_mask(step), region=(lo, hi))
+        d = step.decoded if step else None
+        return MaskUpdate(
+            step=len(self.steps),
+            lo=[int(v) for v in lo],
+            hi=[int(v) for v in hi],
+            bits=pack_mask(region),
+            voxels=int(region.sum()),
+            expert=d.expert if d else None,
+            s_top=d.s_top if d else None,
+            gate_probs=d.gate_probs if d else None,
+            iou=d.iou if d else None,
+            encoded=encoded,
+        )
+
+    def _crop_mask(self, step: Step) -> np.ndarray:
+        n = self.crop.size
+        return np.unpackbits(step.mask_bits, count=n**3).reshape((n,) * 3).astype(bool)
+
+    # --- actions -----------------------------------------------------------------------------
+    def add_prompt(self, *, points=None, labels=None, box=None) -> MaskUpdate:
+        """Add clicks (scan voxel indices, labels 1/0) and/or a box (a new box replaces the old)."""
+        shape = self.volume.array.shape
+        new_pts = np.zeros((0, 3)) if points is None else check_points(points, shape)
+        if labels is None:
+            labels = np.ones(len(new_pts), dtype=np.int64)
+        new_lab = np.asarray(labels)
+        if new_lab.shape != (len(new_pts),) or not np.isin(new_lab, (0, 1)).all():
+            raise InputError(f"labels must be {len(new_pts)} values, each 1 or 0")
+        if box is not None:
+            box = check_box(box, shape)
+        if len(new_pts) == 0 and box is None:
+            raise InputError("give at least one point or a box")
+        prev = self.steps[-1] if self.steps else None
+        pts = np.concatenate([prev.points, new_pts]) if prev else new_pts
+        lab = np.concatenate([prev.labels, new_lab]).astype(np.int64) if prev else new_lab
+        box = box if box is not None else (prev.box if prev else None)
+        crop = self.crop
+        if crop is None:
+            crop = (
+                Sam3DCrop.around_box(self.volume, box)
+                if box is not None
+                else Sam3DCrop.around_point(self.volume, pts[0])
+            )
+        crop_pts = crop.to_crop_coords(pts) if len(pts) else None
+        if crop_pts is not None and not crop.contains(crop_pts).all():
+            raise InputError(
+                f"the click lies outside this object's {crop.size}^3 crop; reset to start another"
+            )
+        features, encoded = self._embedding(crop)
+        decoded = self.engine.decode(
+            features,
+            points=crop_pts,
+            labels=lab if crop_pts is not None else None,
+            box=crop.box_to_crop(box) if box is not None else None,
+            mask_input=prev.decoded.low_res_logits if prev else None,
+        )
+        self.crop = crop
+        self.steps.append(Step(pts, lab, box, np.packbits(decoded.mask.ravel()), decoded))
+        return self._update(crop, encoded)
+
+    def undo(self) -> MaskUpdate:
+        if not self.steps:
+            raise InputError("nothing to undo")
+        self.steps.pop()
+        crop = self.crop
+        if not self.steps:
+            self.crop = None
+        return self._update(crop, False)
+
+    def reset(self) -> MaskUpdate:
+        crop, self.crop = self.crop, None
+        self.steps.clear()
+        return self._update(crop, False)
+
+    def mask(self) -> np.ndarray:
+        """The current mask on the scan's grid, uint8."""
+        out = np.zeros(self.volume.array.shape, dtype=np.uint8)
+        if self.steps:
+            lo, hi = self.crop.footprint()
+            region = self.crop.invert(self._crop_mask(self.steps[-1]), region=(lo, hi))
+            out[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = region
+        return out

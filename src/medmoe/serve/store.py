@@ -1,0 +1,160 @@
+"""Sessions on disk and in memory: ids, the data directory, upload limits and expiry.
+
+Every file the server writes lies in ``<data_dir>/sessions/<id>/``, where ``<id>`` is a random
+UUID made here; names that come from a client are never used to build a path. Uploads are
+streamed to ``upload.part`` with a running byte count, so an oversized body is refused while it
+arrives (nothing is spooled to the system temp directory), and renamed only once the scan loads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from medmoe.data import load_volume
+from medmoe.errors import InputError, MedmoeError
+from medmoe.serve.engine import Engine
+from medmoe.serve.session import Session
+
+SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
+GZIP_MAGIC = b"\x1f\x8b"
+NIFTI_MAGICS = (b"n+1\x00", b"ni1\x00", b"n+2\x00", b"ni2\x00")  # at byte 344 (v1) / 4 (v2)
+
+
+class NotFound(MedmoeError, KeyError):
+    """No live session has this id (never existed, deleted or expired)."""
+
+
+class TooLarge(InputError):
+    """The upload is over the size limit."""
+
+
+class NotNifti(InputError):
+    """The upload is not a NIfTI file."""
+
+
+class Busy(MedmoeError, RuntimeError):
+    """The server holds its maximum number of sessions."""
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    data_dir: Path  # every file the server writes lies under this folder
+    max_upload_bytes: int = 512 << 20  # a body over this is refused with 413 while it arrives
+    session_ttl_s: float = 1800.0  # a session unused for this long is deleted
+    max_sessions: int = 32  # more at once are refused with 503
+
+
+def check_upload_name(name: str | None) -> str:
+    """The client's file name, checked: display only, but a name with a path in it is refused."""
+    if not name:
+        return "scan.nii.gz"
+    if "/" in name or "\\" in name or "\x00" in name or ".." in name or name.startswith("~"):
+        raise InputError(f"file name {name!r} is refused: it must not contain a path or '..'")
+    if not name.lower().endswith((".nii", ".nii.gz")):
+        raise NotNifti(f"file name {name!r}: only NIfTI (.nii, .nii.gz) can be uploaded")
+    return name
+
+
+def sniff_nifti(head: bytes) -> str:
+    """``".nii.gz"`` or ``".nii"`` from a file's first bytes; refuse anything else."""
+    if head[:2] == GZIP_MAGIC:
+        return ".nii.gz"
+    if head[344:348] in NIFTI_MAGICS[:2] or head[4:8] in NIFTI_MAGICS[2:]:
+        return ".nii"
+    raise NotNifti("the upload is not a NIfTI file (.nii or .nii.gz)")
+
+
+class SessionStore:
+    def __init__(self, *, config: ServeConfig, engine: Engine, clock=time.monotonic) -> None:
+        self.config = config
+        self.engine = engine
+        self.clock = clock
+        self.root = (Path(config.data_dir) / "sessions").resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        for stale in self.root.iterdir():  # sessions of an earlier run: their memory state is gone
+            if SESSION_ID.match(stale.name):
+                shutil.rmtree(stale, ignore_errors=True)
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def expire(self) -> list[str]:
+        now = self.clock()
+        with self._lock:
+            old = [
+                s for s in self._sessions.values() if now - s.last_used > self.config.session_ttl_s
+            ]
+        for s in old:
+            self.delete(s.id)
+        return [s.id for s in old]
+
+    def get(self, sid: str) -> Session:
+        if not SESSION_ID.match(sid or ""):
+            raise InputError("invalid session id")
+        self.expire()
+        with self._lock:
+            session = self._sessions.get(sid)
+        if session is None:
+            raise NotFound(f"no session {sid} (it may have expired)")
+        session.last_used = self.clock()
+        return session
+
+    def delete(self, sid: str) -> None:
+        with self._lock:
+            session = self._sessions.pop(sid, None)
+        if session is not None:
+            shutil.rmtree(session.directory, ignore_errors=True)
+
+    async def create(self, body: AsyncIterator[bytes], *, name: str | None) -> Session:
+        """Stream an upload into a new session directory and load it; clean up on any error."""
+        name = check_upload_name(name)
+        self.expire()
+        if len(self._sessions) >= self.config.max_sessions:
+            raise Busy(f"the server already holds {self.config.max_sessions} sessions; retry later")
+        sid = uuid.uuid4().hex
+        directory = self.root / sid
+        directory.mkdir()
+        try:
+            part = directory / "upload.part"
+            size, head = 0, b""
+            with open(part, "wb") as fh:
+                async for chunk in body:
+                    size += len(chunk)
+                    if size > self.config.max_upload_bytes:
+                        raise TooLarge(
+                            f"the upload is over the limit of {self.config.max_upload_bytes} bytes"
+                        )
+                    if len(head) < 348:
+                        head += chunk[: 348 - len(head)]
+                    fh.write(chunk)
+            if size == 0:
+                raise InputError("the upload is empty")
+            path = part.rename(directory / f"upload{sniff_nifti(head)}")
+            try:
+                volume = await asyncio.to_thread(load_volume, path)
+            except InputError as err:  # name the client's file, not the server's path
+                raise InputError(str(err).replace(str(path), name)) from None
+            session = await asyncio.to_thread(
+                Session, id=sid, directory=directory, volume=volume, name=name, engine=self.engine
+            )
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        session.last_used = self.clock()
+        with self._lock:
+            self._sessions[sid] = session
+        return session
+
+    def close(self) -> None:
+        for sid in list(self._sessions):
+            self.delete(sid)
