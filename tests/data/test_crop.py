@@ -123,3 +123,34 @@ def test_itk_file_gets_ras_affine(tmp_path):
     assert np.allclose(
         vol.affine, [[-0.5, 0, 0, -10], [0, -0.7, 0, -20], [0, 0, 2.0, 30], [0, 0, 0, 1]]
     )
+
+
+@pytest.mark.parametrize(
+    "affine",
+    [
+        np.array([[-0.9, 0, 0, 40], [0, 0, 2.5, -30], [0, 1.1, 0, 10], [0, 0, 0, 1]]),  # LSA
+        np.array([[0.8, 0.3, 0, -5], [-0.3, 0.8, 0, 3], [0, 0, 1.7, 2], [0, 0, 0, 1]]),  # oblique
+    ],
+)
+def test_invert_over_a_footprint_equals_the_full_inversion(affine):
+    """The server inverts only over ``footprint(mask bbox)``: nothing of the mask may lie outside."""
+    from medmoe.serve.session import mask_bbox
+
+    rng = np.random.default_rng(1)
+    vol = Volume(rng.normal(size=(90, 50, 70)).astype(np.float32), affine)
+    crop = Sam3DCrop.around_point(vol, (45, 25, 35))
+    for _ in range(3):
+        mask = np.zeros((128,) * 3, bool)
+        lo = rng.integers(0, 120, 3)
+        mask[tuple(slice(a, a + int(rng.integers(1, 9))) for a in lo)] = True
+        full = crop.invert(mask)
+        box = mask_bbox(mask)
+        flo, fhi = crop.footprint(box)
+        part = crop.invert(mask, region=(flo, fhi))
+        inside = full[flo[0] : fhi[0], flo[1] : fhi[1], flo[2] : fhi[2]]
+        assert np.array_equal(part, inside) and part.sum() == full.sum()
+    assert mask_bbox(np.zeros((4, 4, 4), bool)) is None
+    m = np.zeros((4, 5, 6), bool)
+    m[1, 2:4, 5] = True
+    lo, hi = mask_bbox(m)
+    assert lo.tolist() == [1, 2, 5] and hi.tolist() == [2, 4, 6]

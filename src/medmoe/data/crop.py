@@ -193,11 +193,18 @@ class Sam3DCrop:
         return ((pts >= 0) & (pts <= self.size - 1)).all(axis=1)
 
     # --- mapping back ----------------------------------------------------------------------
-    def footprint(self) -> tuple[np.ndarray, np.ndarray]:
+    def footprint(
+        self, box: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The box of source voxels ``[lo, hi)`` (per axis, clipped to the source) that the crop
-        overlaps: :meth:`invert` is zero / ``LOGIT_FILL`` everywhere else."""
-        edges = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], dtype=float)
-        edges = edges * self.size - 0.5  # the crop's outer voxel faces
+        overlaps: :meth:`invert` is zero / ``LOGIT_FILL`` everywhere else. ``box=(lo, hi)``
+        (crop voxels, half-open) narrows it to the part of the source that can see those voxels
+        under linear interpolation (a margin of one crop voxel around them)."""
+        lo_c, hi_c = (0, self.size) if box is None else box
+        lo_c = np.asarray(lo_c, dtype=float) - (0.5 if box is None else 1.0)
+        hi_c = np.asarray(hi_c, dtype=float) - (0.5 if box is None else 0.0)
+        corners = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], dtype=float)
+        edges = lo_c + corners * (hi_c - lo_c)
         src = world_to_voxel(voxel_to_world(edges, self.affine), self.source_affine)
         shape = np.asarray(self.source_shape)
         lo = np.clip(np.floor(src.min(0)).astype(int) - 1, 0, shape)

@@ -28,6 +28,18 @@ from medmoe.serve.views import ViewGeometry, default_window, pack_mask, view_geo
 MAX_CACHED_EMBEDDINGS = 2  # per session: the current crop and the one before a reset
 
 
+def mask_bbox(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(lo, hi)``, half-open, of a boolean array's true voxels; ``None`` if there are none."""
+    lo, hi = [], []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if hit.size == 0:
+            return None
+        lo.append(hit[0])
+        hi.append(hit[-1] + 1)
+    return np.array(lo), np.array(hi)
+
+
 @dataclass(frozen=True)
 class Step:
     points: np.ndarray  # (N, 3) every click so far, scan voxel indices
@@ -66,6 +78,7 @@ class Session:
     views: dict[str, ViewGeometry] = field(init=False)
     window: tuple[float, float] = field(init=False)
     crop: Sam3DCrop | None = None
+    crop_size: int = 0
     steps: list[Step] = field(default_factory=list)
     last_used: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -101,35 +114,49 @@ class Session:
             self._embeddings.popitem(last=False)
         return features, True
 
-    def _update(self, crop: Sam3DCrop | None, encoded: bool) -> MaskUpdate:
-        """The current mask over ``crop``'s footprint (zeros after a reset)."""
+    def _crop_mask(self, step: Step) -> np.ndarray:
+        n = self.crop_size
+        return np.unpackbits(step.mask_bits, count=n**3).reshape((n,) * 3).astype(bool)
+
+    def _scan_region(self, crop: Sam3DCrop, changed: list[Step]) -> tuple[np.ndarray, ...]:
+        """``lo, hi`` on the scan covering every mask voxel of the ``changed`` steps, and the
+        current mask over it. Only that region is resampled, so a click costs the decoders and
+        the object's size, not the crop's whole footprint."""
+        boxes = [b for b in (mask_bbox(self._crop_mask(st)) for st in changed) if b is not None]
+        if not boxes:
+            lo = hi = np.zeros(3, dtype=int)
+            return lo, hi, np.zeros((0, 0, 0), dtype=bool)
+        lo, hi = crop.footprint(
+            (np.min([b[0] for b in boxes], 0), np.max([b[1] for b in boxes], 0))
+        )
+        if not self.steps:
+            return lo, hi, np.zeros(tuple(hi - lo), dtype=bool)
+        return lo, hi, crop.invert(self._crop_mask(self.steps[-1]), region=(lo, hi))
+
+    def _update(self, crop: Sam3DCrop | None, before: Step | None, encoded: bool) -> MaskUpdate:
+        """The current mask over the region where it can differ from ``before``'s."""
         step = self.steps[-1] if self.steps else None
-        if crop is None:
+        changed = [s for s in (before, step) if s is not None]
+        if crop is None or not changed:
             lo = hi = np.zeros(3, dtype=int)
             region = np.zeros((0, 0, 0), dtype=bool)
         else:
-            lo, hi = crop.footprint()
-            if step is None:
-                region = np.zeros(tuple(hi - lo), dtype=bool)
-            else:
-                region = crop.invert(self._crop_mask(step), region=(lo, hi))
+            lo, hi, region = self._scan_region(crop, changed)
+        if step is None:
+            self.crop = None
         d = step.decoded if step else None
         return MaskUpdate(
             step=len(self.steps),
             lo=[int(v) for v in lo],
             hi=[int(v) for v in hi],
             bits=pack_mask(region),
-            voxels=int(region.sum()),
+            voxels=int(region.sum()),  # the region holds all of the current mask
             expert=d.expert if d else None,
             s_top=d.s_top if d else None,
             gate_probs=d.gate_probs if d else None,
             iou=d.iou if d else None,
             encoded=encoded,
         )
-
-    def _crop_mask(self, step: Step) -> np.ndarray:
-        n = self.crop.size
-        return np.unpackbits(step.mask_bits, count=n**3).reshape((n,) * 3).astype(bool)
 
     # --- actions -----------------------------------------------------------------------------
     def add_prompt(self, *, points=None, labels=None, box=None) -> MaskUpdate:
@@ -169,29 +196,24 @@ class Session:
             box=crop.box_to_crop(box) if box is not None else None,
             mask_input=prev.decoded.low_res_logits if prev else None,
         )
-        self.crop = crop
+        self.crop, self.crop_size = crop, crop.size
         self.steps.append(Step(pts, lab, box, np.packbits(decoded.mask.ravel()), decoded))
-        return self._update(crop, encoded)
+        return self._update(crop, prev, encoded)
 
     def undo(self) -> MaskUpdate:
         if not self.steps:
             raise InputError("nothing to undo")
-        self.steps.pop()
-        crop = self.crop
-        if not self.steps:
-            self.crop = None
-        return self._update(crop, False)
+        return self._update(self.crop, self.steps.pop(), False)
 
     def reset(self) -> MaskUpdate:
-        crop, self.crop = self.crop, None
+        before = self.steps[-1] if self.steps else None
         self.steps.clear()
-        return self._update(crop, False)
+        return self._update(self.crop, before, False)
 
     def mask(self) -> np.ndarray:
         """The current mask on the scan's grid, uint8."""
         out = np.zeros(self.volume.array.shape, dtype=np.uint8)
         if self.steps:
-            lo, hi = self.crop.footprint()
-            region = self.crop.invert(self._crop_mask(self.steps[-1]), region=(lo, hi))
+            lo, hi, region = self._scan_region(self.crop, self.steps[-1:])
             out[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = region
         return out
