@@ -392,3 +392,42 @@ def test_api_errors_are_medmoe_errors():
         p.predict(points=[[1, 2, 3]], labels=[1])
     with pytest.raises(MedmoeError, match="shape"):
         p.set_image(np.zeros((64, 64, 64), np.float32))
+
+
+@pytest.mark.parametrize("kind", sorted(IMAGE_CASES))
+def test_bad_images_uploaded_to_the_server(kind, tmp_path, ckpt):
+    """The same files through ``medmoe serve``: a 4xx with the same one-line message, the
+    server's own paths never shown, and nothing left in the data directory."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from medmoe.sam3d import Sam3DPredictor, load_sam3d
+    from medmoe.serve import ServeConfig, create_app
+
+    path = make_bad(kind, tmp_path)
+    data = tmp_path / "data"
+    app = create_app(predictor=Sam3DPredictor(load_sam3d(ckpt)), config=ServeConfig(data_dir=data))
+    with TestClient(app) as http:
+        r = http.post(
+            "/api/sessions", params={"filename": "scan.nii.gz"}, content=path.read_bytes()
+        )
+    assert 400 <= r.status_code < 500, r.text
+    detail = r.json()["detail"]
+    message = "not a NIfTI file" if kind == "not_nifti" else IMAGE_CASES[kind]  # sniffed first
+    assert message in detail and "\n" not in detail and str(data) not in detail
+    assert list((data / "sessions").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--port", "0"], "--port must be in 1..65535"),
+        (["--max-upload-mb", "-1"], "must be positive"),
+        (["--data-dir", "FILE"], "is not a folder"),
+    ],
+)
+def test_bad_serve_arguments(argv, message, tmp_path, ckpt, capsys):
+    pytest.importorskip("fastapi")
+    (tmp_path / "FILE").write_text("x")
+    argv = [str(tmp_path / "FILE") if a == "FILE" else a for a in argv]
+    expect_cli_error(["serve", "--checkpoint", str(ckpt), *argv], message, capsys)
