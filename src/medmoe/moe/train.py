@@ -385,13 +385,7 @@ def train_moe(
                 config=_jsonable(asdict(config)),
                 extra={"loss": float(np.mean(losses))},
             )
-        if os.environ.get("MEDMOE_DUMP_RANK_WEIGHTS"):
-            from safetensors.torch import save_file
-
-            save_file(
-                {k: v.contiguous() for k, v in gate.state_dict().items()},
-                str(out_dir / f"gate_rank{ctx.rank}.safetensors"),
-            )
+        dist_utils.dump_rank_weights(gate, out_dir, "gate", ctx)
         dist_utils.barrier(ctx)
     moe.eval()
     report: dict = {}

@@ -182,6 +182,7 @@ def train_fundus(
                 loss.backward()
                 opt.step()
                 losses.append(float(loss.detach()))
+        dist_utils.broadcast_buffers(model, ctx)
         history.append(
             {
                 "epoch": epoch,
@@ -200,6 +201,7 @@ def train_fundus(
                 extra={"history": history},
             )
         dist_utils.barrier(ctx)
+    dist_utils.dump_rank_weights(model, out_dir, "model", ctx)
     return model.eval(), history
 
 

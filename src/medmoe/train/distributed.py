@@ -78,6 +78,16 @@ def all_reduce_mean(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return out
 
 
+def broadcast_buffers(module: nn.Module, ctx: DistContext) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank.
+
+    DDP broadcasts buffers at the start of each forward, so after the last step each rank holds
+    statistics updated by its own last batch; this makes the ranks identical at epoch ends."""
+    if ctx.distributed:
+        for buf in module.buffers():
+            dist.broadcast(buf.data, src=0)
+
+
 def barrier(ctx: DistContext) -> None:
     if ctx.distributed:
         dist.barrier()
@@ -86,3 +96,16 @@ def barrier(ctx: DistContext) -> None:
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def dump_rank_weights(module: nn.Module, out_dir, name: str, ctx: DistContext) -> None:
+    """With ``MEDMOE_DUMP_RANK_WEIGHTS=1`` set, every rank writes ``<name>_rank<r>.safetensors``:
+    the DDP tests compare them to prove that the ranks stayed in step."""
+    if not os.environ.get("MEDMOE_DUMP_RANK_WEIGHTS"):
+        return
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+    save_file(state, str(Path(out_dir) / f"{name}_rank{ctx.rank}.safetensors"))
