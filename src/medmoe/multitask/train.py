@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from medmoe.multitask.balance import GradBalancer
 from medmoe.multitask.losses import AuxWeights, ClassificationLoss, SegmentationLoss, gate_aux_loss
 from medmoe.multitask.metrics import accuracy, aupr, pooled_iou_dice, quadratic_weighted_kappa
 from medmoe.multitask.model import MultiTaskConfig, MultiTaskMoE
@@ -78,6 +79,7 @@ class FundusTrainConfig:
     lr_heads: float = 3e-4
     weight_decay: float = 1e-4
     aux: dict = field(default_factory=lambda: asdict(AuxWeights()))
+    balance_tasks: bool = True  # equalise the backbone's gradient between cls and seg steps
     seed: int = 0
 
 
@@ -124,15 +126,18 @@ def train_fundus(
         [{"params": backbone, "lr": config.lr_backbone}, {"params": rest, "lr": config.lr_heads}],
         weight_decay=config.weight_decay,
     )
+    has_cls = any(t in model.heads for t in ("dr", "dme"))
+    has_seg = "seg" in model.heads
+    kinds = ("cls", "seg") if has_cls and has_seg and config.balance_tasks else ()
+    balancer = GradBalancer(params=backbone, kinds=kinds)
     start, history = 0, []
     last = latest_checkpoint(out_dir / "checkpoints") if resume else None
     if last is not None:
         state = load_training_state(last, model=model, optimizer=opt)
         start, history = state.epoch + 1, list(state.extra.get("history", []))
+        balancer.load_state_dict(state.extra.get("balancer", {}))
     wrapped = dist_utils.wrap_model(model, ctx, find_unused_parameters=True)
     cls_loss, seg_loss, aux_w = ClassificationLoss(), SegmentationLoss(), AuxWeights(**config.aux)
-    has_cls = any(t in model.heads for t in ("dr", "dme"))
-    has_seg = "seg" in model.heads
     for epoch in range(start, config.epochs):
         dense = use_dense(epoch, config.epochs, model_config.warmup_fraction)
         rng = np.random.default_rng([config.seed, epoch])
@@ -180,6 +185,7 @@ def train_fundus(
                             gate_aux_loss(out[t].probs, out[t].mask, aux_w) for t in tasks
                         )
                 loss.backward()
+                balancer(kind)  # DDP has all-reduced the gradients: every rank scales alike
                 opt.step()
                 losses.append(float(loss.detach()))
         dist_utils.broadcast_buffers(model, ctx)
@@ -198,7 +204,7 @@ def train_fundus(
                 epoch=epoch,
                 step=steps,
                 config={"model": model_config.to_dict(), "train": asdict(config)},
-                extra={"history": history},
+                extra={"history": history, "balancer": balancer.state_dict()},
             )
         dist_utils.barrier(ctx)
     dist_utils.dump_rank_weights(model, out_dir, "model", ctx)
