@@ -4,8 +4,6 @@ general expert."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -13,6 +11,7 @@ from tqdm.auto import tqdm
 from medmoe.moe.data import Sample
 from medmoe.sam3d import Sam3D, build_sam3d
 from medmoe.train.interactive import dice_ce_loss, interactive_loss
+from medmoe.train.schedule import lr_factor
 
 
 def pretrain_general(
@@ -24,9 +23,7 @@ def pretrain_general(
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
-        lambda s: (
-            min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
-        ),
+        lambda s: min(1.0, (s + 1) / warmup) * lr_factor(s / steps, schedule="cosine"),
     )
     loss_fn = dice_ce_loss()
     order_rng = np.random.default_rng([seed, 1])

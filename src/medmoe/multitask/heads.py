@@ -19,6 +19,7 @@ class HeadOutput(NamedTuple):
     output: Tensor  # weighted sum of the selected experts' outputs
     probs: Tensor  # (B, E) gate probabilities
     mask: Tensor  # (B, E) which experts ran
+    experts: Tensor | None = None  # (B, E, ...) each expert's own output (dense routing only)
 
 
 class TaskHead(nn.Module):
@@ -42,7 +43,7 @@ class TaskHead(nn.Module):
         if dense:
             outs = torch.stack([e(low, high) for e in self.experts], dim=1)  # (B, E, ...)
             w = weights.reshape(*weights.shape, *([1] * (outs.ndim - 2)))
-            return HeadOutput((w * outs).sum(dim=1), probs, mask)
+            return HeadOutput((w * outs).sum(dim=1), probs, mask, outs)
         return HeadOutput(self.sparse(low, high, weights, mask), probs, mask)
 
     def sparse(self, low: Tensor, high: Tensor, weights: Tensor, mask: Tensor) -> Tensor:

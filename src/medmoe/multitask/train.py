@@ -17,9 +17,11 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from medmoe.multitask.balance import GradBalancer
+from medmoe.multitask.heads import HeadOutput
 from medmoe.multitask.losses import AuxWeights, ClassificationLoss, SegmentationLoss, gate_aux_loss
 from medmoe.multitask.metrics import accuracy, aupr, pooled_iou_dice, quadratic_weighted_kappa
 from medmoe.multitask.model import MultiTaskConfig, MultiTaskMoE
@@ -32,6 +34,7 @@ from medmoe.train.checkpoint import (
     load_training_state,
     save_training_state,
 )
+from medmoe.train.schedule import lr_factor
 
 
 class FundusData(NamedTuple):
@@ -80,6 +83,9 @@ class FundusTrainConfig:
     weight_decay: float = 1e-4
     aux: dict = field(default_factory=lambda: asdict(AuxWeights()))
     balance_tasks: bool = True  # equalise the backbone's gradient between cls and seg steps
+    # during the dense warm-up, each expert's own output is also supervised (weight; 0 = off)
+    expert_loss: float = 0.0
+    lr_schedule: str = "constant"  # or "cosine": per step, from the base rates to 0
     seed: int = 0
 
 
@@ -98,6 +104,31 @@ def _batches(n: int, bs: int, rng: np.random.Generator, ctx) -> list[np.ndarray]
     chunks = [order[i : i + bs] for i in range(0, n, bs)]
     usable = (len(chunks) // ctx.world_size) * ctx.world_size or len(chunks)
     return chunks[:usable][ctx.rank :: ctx.world_size]
+
+
+def supervised_loss(
+    loss_fn, head: HeadOutput, target: torch.Tensor, *, expert_weight: float
+) -> torch.Tensor:
+    """The loss of the routed output, plus ``expert_weight`` times the mean loss of each expert's
+    own output when the head ran densely (warm-up).
+
+    The report trains the weighted mixture for the warm-up, then top-p keeps (mostly) one
+    expert, which has then been trained only as a part of a mixture. Supervising each expert on
+    its own as well makes every expert a complete predictor from the start, so the switch to
+    sparse routing does not cost accuracy. Segmentation experts' outputs are at 1/4 resolution
+    and are upsampled to the target like the mixture's.
+    """
+    loss = loss_fn(head.output.float(), target)
+    if not expert_weight or head.experts is None or head.experts.shape[1] < 2:
+        return loss
+    outs = head.experts.float()
+    per_expert = []
+    for e in range(outs.shape[1]):
+        y = outs[:, e]
+        if y.ndim == 4 and y.shape[-2:] != target.shape[-2:]:
+            y = F.interpolate(y, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        per_expert.append(loss_fn(y, target))
+    return loss + expert_weight * torch.stack(per_expert).mean()
 
 
 def train_fundus(
@@ -152,6 +183,11 @@ def train_fundus(
             disable=not (progress and ctx.is_main),
             leave=False,
         ):
+            factor = lr_factor((epoch + step / steps) / config.epochs, schedule=config.lr_schedule)
+            for group, base in zip(
+                opt.param_groups, (config.lr_backbone, config.lr_heads), strict=True
+            ):
+                group["lr"] = base * factor
             for kind, batches in (("cls", cls_b), ("seg", seg_b)):
                 if not batches:
                     continue
@@ -165,9 +201,11 @@ def train_fundus(
                         )
                         labels = {"dr": data.dr, "dme": data.dme}
                         loss = sum(
-                            cls_loss(
-                                out[t].output.float(),
+                            supervised_loss(
+                                cls_loss,
+                                out[t],
                                 torch.as_tensor(labels[t][idx]).to(ctx.device),
+                                expert_weight=config.expert_loss,
                             )
                             for t in tasks
                         )
@@ -179,7 +217,9 @@ def train_fundus(
                         target = torch.as_tensor(data.masks[idx], dtype=torch.float32).to(
                             ctx.device
                         )
-                        loss = seg_loss(out["seg"].output.float(), target)
+                        loss = supervised_loss(
+                            seg_loss, out["seg"], target, expert_weight=config.expert_loss
+                        )
                     if model_config.num_experts > 1:
                         loss = loss + sum(
                             gate_aux_loss(out[t].probs, out[t].mask, aux_w) for t in tasks
