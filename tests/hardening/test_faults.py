@@ -123,3 +123,16 @@ def test_killed_writer_leaves_no_complete_looking_file(tmp_path):
     assert leftovers and all(
         p.name.startswith(".mask.nii.gz.") and p.suffix == ".tmp" for p in leftovers
     )
+
+
+def test_finished_output_gets_the_usual_permissions(tmp_path):
+    """mkstemp's 0600 must not leak into results: a finished file is 0666 minus the umask
+    (read at import, as a plain open() would apply it)."""
+    from medmoe.utils.files import _UMASK, atomic_write
+
+    with atomic_write(tmp_path / "out.bin") as tmp:
+        tmp.write_bytes(b"ok")
+    assert (tmp_path / "out.bin").stat().st_mode & 0o777 == 0o666 & ~_UMASK
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"ok")
+    assert (tmp_path / "out.bin").stat().st_mode == plain.stat().st_mode

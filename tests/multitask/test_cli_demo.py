@@ -86,6 +86,12 @@ def test_evaluate_and_bad_inputs(trained, tmp_path, capsys):
     assert "cannot read image" in capsys.readouterr().err
     assert main(["fundus", "evaluate", "--model", str(tmp_path), "--data", "synthetic"]) == 2
     assert "not a medmoe fundus model" in capsys.readouterr().err
+    for flag, value in (("--lr-heads", "0"), ("--expert-loss", "-1")):
+        argv = ["fundus", "train", "--data", "synthetic", "--out", str(tmp_path / "t"), flag, value]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "--lr-backbone and --lr-heads must be > 0 and --expert-loss >= 0" in err
+        assert "Traceback" not in err and not (tmp_path / "t").exists()
 
 
 def test_demo_fundus_quick(tmp_path):

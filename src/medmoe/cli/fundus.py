@@ -45,6 +45,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--resnet-weights", type=Path, help="local torchvision resnet50-*.pth (weights_only)"
     )
+    t.add_argument("--lr-backbone", type=float, default=3e-5, help="AdamW lr (the report: 3e-5)")
+    t.add_argument("--lr-heads", type=float, default=3e-4, help="AdamW lr (the report: 3e-4)")
+    t.add_argument(
+        "--lr-schedule", choices=("constant", "cosine"), default="constant", help="per step"
+    )
+    t.add_argument(
+        "--expert-loss",
+        type=float,
+        default=1.0,
+        help="weight of each expert's own loss during the dense warm-up (0: the report's recipe)",
+    )
     t.add_argument("--synthetic-count", type=int, default=64)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", action="store_true")
@@ -82,6 +93,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.epochs < 1 or args.experts < 1 or not 0 < args.top_p <= 1:
         raise InputError("--epochs and --experts must be >= 1 and --top-p in (0, 1]")
+    if not (args.lr_backbone > 0 and args.lr_heads > 0 and args.expert_loss >= 0):
+        raise InputError("--lr-backbone and --lr-heads must be > 0 and --expert-loss >= 0")
     data = _load_data(
         args.data, split="train", size=args.size, count=args.synthetic_count, seed=args.seed
     )
@@ -96,7 +109,15 @@ def run_train(args: argparse.Namespace) -> int:
     )
     model, history = train_fundus(
         model_config=mc,
-        config=FundusTrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed),
+        config=FundusTrainConfig(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr_backbone=args.lr_backbone,
+            lr_heads=args.lr_heads,
+            lr_schedule=args.lr_schedule,
+            expert_loss=args.expert_loss,
+            seed=args.seed,
+        ),
         data=data,
         out_dir=args.out,
         resume=args.resume,

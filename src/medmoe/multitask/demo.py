@@ -27,15 +27,17 @@ PRESETS = {
         "head": 32,
         "epochs": 2,
         "batch": 4,
+        "lr": 1e-3,
     },
     "full": {
         "size": (128, 192),
         "n_train": 160,
-        "n_val": 48,
+        "n_val": 96,
         "width": 16,
         "head": 64,
-        "epochs": 16,
+        "epochs": 20,
         "batch": 8,
+        "lr": 1e-3,
     },
 }
 METRICS = ("dr_acc", "dme_acc") + tuple(f"{lesion}_dice" for lesion in LESIONS)
@@ -62,11 +64,15 @@ def run_fundus_demo(*, quick: bool, out_dir: Path | str) -> Path:
         mc = MultiTaskConfig(
             backbone_width=p["width"], head_width=p["head"], image_size=p["size"], **kw
         )
-        # from scratch (no ImageNet weights offline), the backbone gets the heads' learning rate;
-        # the report's 3e-5 assumes an ImageNet-initialised backbone
+        # from scratch (no ImageNet weights offline) and in a few epochs, every parameter gets
+        # lr 1e-3: the report's 3e-5 / 3e-4 assume an ImageNet-initialised backbone and long
+        # runs (at 3e-4 these models are far from converged after 20 epochs, and a comparison
+        # between them is mostly seed noise: SE Dice .72-.82 across seeds, against .94-.95 at 1e-3)
         model, history = train_fundus(
             model_config=mc,
-            config=FundusTrainConfig(epochs=p["epochs"], batch_size=p["batch"], lr_backbone=3e-4),
+            config=FundusTrainConfig(
+                epochs=p["epochs"], batch_size=p["batch"], lr_backbone=p["lr"], lr_heads=p["lr"]
+            ),
             data=train,
             out_dir=out / f"model{i}",
             resume=True,

@@ -84,7 +84,7 @@ class FundusTrainConfig:
     aux: dict = field(default_factory=lambda: asdict(AuxWeights()))
     balance_tasks: bool = True  # equalise the backbone's gradient between cls and seg steps
     # during the dense warm-up, each expert's own output is also supervised (weight; 0 = off)
-    expert_loss: float = 0.0
+    expert_loss: float = 1.0
     lr_schedule: str = "constant"  # or "cosine": per step, from the base rates to 0
     seed: int = 0
 

@@ -14,6 +14,11 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+# mkstemp creates 0600 files; a finished result gets the permissions a plain open() would give it.
+# The umask can only be read by setting it, so it is read once, at import (single-threaded).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Path]:
@@ -32,6 +37,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
         with contextlib.suppress(OSError):  # make the rename durable where the OS allows it
             dir_fd = os.open(path.parent, os.O_RDONLY)
