@@ -11,7 +11,7 @@ from torch import nn
 
 from medmoe.multitask.heads import TaskHead
 from medmoe.multitask.train import supervised_loss
-from medmoe.train.schedule import lr_factor
+from medmoe.train.schedule import SCHEDULES, lr_factor
 
 
 def test_cosine_schedule_by_hand():
@@ -23,6 +23,22 @@ def test_cosine_schedule_by_hand():
     assert lr_factor(0.3, schedule="constant") == 1.0
     with pytest.raises(ValueError, match="unknown learning-rate schedule"):
         lr_factor(0.3, schedule="step")
+
+
+def test_cli_offers_exactly_the_schedules(capsys):
+    """The CLI spells the names out (it parses before torch loads); they must not drift."""
+    from medmoe.cli.main import build_parser
+
+    args = build_parser().parse_args(["fundus", "train", "--data", "synthetic", "--out", "x"])
+    assert args.lr_schedule in SCHEDULES
+    for name in SCHEDULES:
+        argv = ["fundus", "train", "--data", "synthetic", "--out", "x", "--lr-schedule", name]
+        assert build_parser().parse_args(argv).lr_schedule == name
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(
+            ["fundus", "train", "--data", "s", "--out", "x", "--lr-schedule", "step"]
+        )
+    assert "invalid choice" in capsys.readouterr().err
 
 
 class Scale(nn.Module):

@@ -47,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--lr-backbone", type=float, default=3e-5, help="AdamW lr (the report: 3e-5)")
     t.add_argument("--lr-heads", type=float, default=3e-4, help="AdamW lr (the report: 3e-4)")
+    # the names of medmoe.train.schedule.SCHEDULES, written out: the CLI parses before torch loads
     t.add_argument(
         "--lr-schedule", choices=("constant", "cosine"), default="constant", help="per step"
     )
