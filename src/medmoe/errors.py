@@ -20,3 +20,10 @@ class InputError(MedmoeError, ValueError):
 
 class StateError(MedmoeError, RuntimeError):
     """An object was used in the wrong order (e.g. ``predict`` before ``set_image``)."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type name: the one line the
+    command line and the server show for a failure raised by a library."""
+    lines = str(err).strip().splitlines()
+    return lines[0].strip() if lines else type(err).__name__

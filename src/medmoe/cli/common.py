@@ -21,3 +21,28 @@ def load_predictor(args: argparse.Namespace):
     from medmoe.sam3d import Sam3DPredictor, load_sam3d
 
     return Sam3DPredictor(load_sam3d(args.checkpoint))
+
+
+def _ranged(kind, *, low=None, high=None, low_open=False, what=""):
+    """An argparse ``type`` that parses ``kind`` and checks it lies in the range (exit 2, one line)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value != value or (low is not None and (value < low or (low_open and value == low))):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what.replace(" ", "_")  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _ranged(int, low=1, what="an integer >= 1")
+nonneg_int = _ranged(int, low=0, what="an integer >= 0")
+positive_float = _ranged(float, low=0.0, low_open=True, high=float("inf"), what="a number > 0")
+nonneg_float = _ranged(float, low=0.0, high=float("inf"), what="a number >= 0")
+unit_float = _ranged(float, low=0.0, high=1.0, what="a number in [0, 1]")
