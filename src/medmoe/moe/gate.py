@@ -74,9 +74,18 @@ class Gate(nn.Module):
         pooled = torch.cat([img.mean(dim=1), q.mean(dim=1)], dim=-1)
         return self.head(pooled)
 
-    def forward(self, image_embedding: Tensor, image_pe: Tensor, prompt_tokens: Tensor) -> Tensor:
-        """Softmax scores ``(B, m + 1)``."""
-        return self.logits(image_embedding, image_pe, prompt_tokens).softmax(dim=-1)
+    def forward(
+        self,
+        image_embedding: Tensor,
+        image_pe: Tensor,
+        prompt_tokens: Tensor,
+        *,
+        return_logits: bool = False,
+    ) -> Tensor:
+        """Softmax scores ``(B, m + 1)``, or the logits with ``return_logits`` (training takes
+        its cross-entropy on the logits; the call goes through ``forward`` so DDP sees it)."""
+        logits = self.logits(image_embedding, image_pe, prompt_tokens)
+        return logits if return_logits else logits.softmax(dim=-1)
 
     @torch.no_grad()
     def resize(self, num_experts: int, *, keep: list[int] | None = None) -> Gate:

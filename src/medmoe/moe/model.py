@@ -19,6 +19,7 @@ class MoEOutput(NamedTuple):
     gate_probs: Tensor  # (B, m + 1)
     routing: Routing
     general_low_res_logits: Tensor
+    gate_logits: Tensor  # (B, m + 1) before the softmax: the gate's training loss reads these
 
 
 class MoESam3D(nn.Module):
@@ -80,7 +81,8 @@ class MoESam3D(nn.Module):
         pe = self.base.prompt_encoder
         sparse, dense = pe(points, boxes, mask_input)
         image_pe = pe.get_dense_pe() if image_pe is None else image_pe
-        probs = (gate or self.gate)(image_embeddings, image_pe, sparse)
+        gate_logits = (gate or self.gate)(image_embeddings, image_pe, sparse, return_logits=True)
+        probs = gate_logits.softmax(dim=-1)
         routing = route(probs, tau=tau)
         general, iou = self.base.mask_decoder(image_embeddings, image_pe, sparse, dense)
         expert_low = general.clone()
@@ -91,7 +93,7 @@ class MoESam3D(nn.Module):
             low, _ = self.expert_at(index)(emb, image_pe, sparse[rows], dense[rows])
             expert_low = expert_low.index_put((rows.nonzero()[:, 0],), low)
         mixed = select_masks(general, expert_low, routing.s_top, tau=tau, weighting=weighting)
-        return MoEOutput(mixed, iou, probs, routing, general)
+        return MoEOutput(mixed, iou, probs, routing, general, gate_logits)
 
     @torch.no_grad()
     def forward(self, volume: Tensor, **prompts) -> MoEOutput:
