@@ -13,14 +13,18 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_predictor(args: argparse.Namespace):
-    """A :class:`Sam3DPredictor` for ``--checkpoint`` or a :class:`MoEPredictor` for ``--moe``."""
+    """A :class:`Sam3DPredictor` for ``--checkpoint`` or a :class:`MoEPredictor` for ``--moe``,
+    with the model on ``--device`` (``auto`` when the subcommand has no such option)."""
+    from medmoe.utils.device import resolve_device
+
+    device = resolve_device(getattr(args, "device", "auto"))
     if getattr(args, "moe", None) is not None:
         from medmoe.moe import MoEPredictor, load_moe_bundle
 
-        return MoEPredictor(load_moe_bundle(args.moe))
+        return MoEPredictor(load_moe_bundle(args.moe).to(device))
     from medmoe.sam3d import Sam3DPredictor, load_sam3d
 
-    return Sam3DPredictor(load_sam3d(args.checkpoint))
+    return Sam3DPredictor(load_sam3d(args.checkpoint).to(device))
 
 
 def _ranged(kind, *, low=None, high=None, low_open=False, what=""):
