@@ -49,45 +49,36 @@ class Attention(nn.Module):
         self.rel_pos_h = nn.Parameter(torch.zeros(2 * grid - 1, head_dim))
         self.rel_pos_w = nn.Parameter(torch.zeros(2 * grid - 1, head_dim))
 
-    def qkv_bias_per_head(self, batch: int, like: Tensor) -> Tensor:
-        """``(3, batch * heads, head_dim)``: q, k and v of a zero (padding) token."""
-        heads, dim = self.num_heads, self.proj.in_features
-        if self.qkv.bias is None:
-            return like.new_zeros(3, batch * heads, dim // heads)
-        return (
-            self.qkv.bias.view(3, 1, heads, dim // heads)
-            .expand(3, batch, heads, -1)
-            .reshape(3, batch * heads, dim // heads)
-        )
-
     def forward(self, x: Tensor) -> Tensor:
-        """``x``: ``(B, n, n, n, dim)`` normalised real tokens; returns the same shape."""
-        bsz, n = x.shape[0], x.shape[1]
+        """``x``: ``(B, n, n, n, dim)`` normalised real tokens; returns the same shape.
+
+        With padding, one zero token is appended before ``qkv``: its query, key and value are the
+        ``qkv`` biases, i.e. the padding query ``b_q`` and the virtual key ``b_k`` / value
+        ``b_v``, so no concatenation of keys or values is needed. The attention is one fused
+        ``scaled_dot_product_attention`` call on 4-D tensors (PyTorch's CPU flash kernel takes
+        a float mask; 3-D inputs fall back to the unfused math path).
+        """
+        bsz, n, dim = x.shape[0], x.shape[1], x.shape[-1]
         if not (x.shape[1] == x.shape[2] == x.shape[3]) or n > self.grid:
             raise ValueError(f"expected a cubic token grid of side <= {self.grid}, got {x.shape}")
         heads, tokens = self.num_heads, n**3
-        qkv = self.qkv(x).reshape(bsz, tokens, 3, heads, -1).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.reshape(3, bsz * heads, tokens, -1).unbind(0)
-        q_pad, k_pad, v_pad = self.qkv_bias_per_head(bsz, x).unbind(0)
         padded = self.grid > n
-
-        a, b, c = rel_pos.bias_terms(
-            q.view(bsz * heads, n, n, n, -1),
-            q_pad if padded else None,
+        seq = x.reshape(bsz, tokens, dim)
+        if padded:
+            seq = torch.cat([seq, seq.new_zeros(bsz, 1, dim)], dim=1)
+        qkv = self.qkv(seq).view(bsz, seq.shape[1], 3, heads, dim // heads)
+        q = qkv[:, :tokens, 0].transpose(1, 2)  # (B, H, n^3, C), a view
+        k, v = qkv[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
+        mask = rel_pos.attention_bias(
+            q.reshape(bsz * heads, n, n, n, -1),
+            qkv[:, tokens, 0].reshape(bsz * heads, -1) if padded else None,
             self.rel_pos_d,
             self.rel_pos_h,
             self.rel_pos_w,
             self.grid,
-        )
-        mask = rel_pos.real_key_bias(a, b, c, n)
-        if padded:
-            virtual = rel_pos.padding_key_bias(a, b, c, n, self.grid)
-            mask = torch.cat([mask, virtual[..., None]], dim=-1)
-            k = torch.cat([k, k_pad[:, None]], dim=1)
-            v = torch.cat([v, v_pad[:, None]], dim=1)
+        ).view(bsz, heads, tokens, k.shape[2])
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
-        out = out.view(bsz, heads, n, n, n, -1).permute(0, 2, 3, 4, 1, 5).reshape(bsz, n, n, n, -1)
-        return self.proj(out)
+        return self.proj(out.transpose(1, 2).reshape(bsz, n, n, n, dim))
 
 
 class Block3D(nn.Module):

@@ -103,3 +103,29 @@ def padding_key_bias(a: Tensor, b: Tensor, c: Tensor, n: int, grid: int) -> Tens
     log_real = log_bias_mass(a, b, c, n)
     out = log_all + torch.log1p(-torch.exp(log_real - log_all))
     return out.reshape(out.shape[0], n**3)
+
+
+def attention_bias(
+    q: Tensor, q_pad: Tensor | None, t_d: Tensor, t_h: Tensor, t_w: Tensor, grid: int
+) -> Tensor:
+    """The whole additive attention mask, ``(BH, n^3, n^3)`` or ``(BH, n^3, n^3 + 1)`` padded.
+
+    Columns ``< n^3`` hold :func:`real_key_bias`; with padding (``q_pad`` given, ``grid > n``)
+    the last column holds :func:`padding_key_bias`. Written into one buffer: no concatenation.
+    The ``(d', h', w')`` part ``b + c`` is summed first on the small ``(BH, n, n, n, n, n)``
+    tensor, so the ``n^6``-element mask is written in a single pass.
+    """
+    bh, n = q.shape[0], q.shape[1]
+    a, b, c = bias_terms(q, q_pad, t_d, t_h, t_w, grid)
+    tokens = n**3
+    padded = q_pad is not None and grid > n
+    mask = q.new_empty(bh, tokens, tokens + int(padded))
+    bc = b[:, :, :, :n, None, :n] + c[:, :, :, None, :n, :n]  # [d, h, d', h', w']
+    torch.add(
+        bc[:, :, :, None],  # [d, h, ., d', h', w']
+        a[:, :, :, :, None, None, :n],  # [d, h, w, ., ., w']
+        out=mask[:, :, :tokens].view(bh, n, n, n, n, n, n),
+    )
+    if padded:
+        mask[:, :, tokens] = padding_key_bias(a, b, c, n, grid)
+    return mask
