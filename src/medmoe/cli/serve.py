@@ -1,34 +1,97 @@
-"""``medmoe serve``: the browser viewer and its HTTP API, under uvicorn."""
+"""``medmoe serve``: the browser viewer, its HTTP API and the MONAI Label API, under uvicorn."""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 from pathlib import Path
 
 from medmoe.cli.common import add_model_args, load_predictor
 from medmoe.errors import InputError
+from medmoe.utils.device import add_device_arg
+
+LOOPBACK_NAMES = ("localhost",)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
-        help="serve the browser viewer for interactive segmentation",
-        description="Open http://HOST:PORT/ in a browser, load a NIfTI scan and click. "
-        "The API schema is at /openapi.json (browsable at /docs).",
+        help="serve the browser viewer and the MONAI Label API (3D Slicer, OHIF)",
+        description="Open http://HOST:PORT/ in a browser, load a NIfTI scan and click; or point "
+        "3D Slicer's MONAILabel module at http://HOST:PORT. The API schema is at /openapi.json "
+        "(browsable at /docs). Binding to an address other than loopback needs --auth.",
     )
     add_model_args(p)
+    add_device_arg(p)
     p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    # numbers are checked in run(), not by argparse types, so that a bad value gets the one
+    # line and exit code 2 of every MedmoeError (argparse would print its usage block too)
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
         "--data-dir",
         type=Path,
         default=Path("medmoe-serve"),
-        help="uploads are kept here (and nowhere else) while their session lives",
+        help="uploads, the MONAI Label datastore and its labels are kept here and nowhere else",
     )
     p.add_argument("--max-upload-mb", type=float, default=512.0)
     p.add_argument("--session-ttl", type=float, default=1800.0, help="seconds of inactivity")
     p.add_argument("--max-sessions", type=int, default=32)
+    p.add_argument(
+        "--auth",
+        action="store_true",
+        help="require a bearer token on every endpoint but the page's files: the server token "
+        "is MEDMOE_SERVE_TOKEN, or a random one printed at start-up (see SECURITY.md)",
+    )
+    p.add_argument(
+        "--users",
+        type=Path,
+        help="with --auth: a file of NAME:pbkdf2_sha256$... lines (python -m medmoe.serve.auth "
+        "NAME makes one) whose users log in at /auth/token (3D Slicer, OHIF)",
+    )
+    p.add_argument(
+        "--token-ttl",
+        type=float,
+        default=8 * 3600.0,
+        help="seconds a token issued by /auth/token stays valid (default 8 h)",
+    )
     p.set_defaults(func=run)
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    if not 0 < args.port < 65536:
+        raise InputError(f"--port must be in 1..65535, got {args.port}")
+    for name in ("max_upload_mb", "session_ttl", "max_sessions", "token_ttl"):
+        value = getattr(args, name)
+        if not 0 < value < float("inf"):
+            raise InputError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def auth_config(args: argparse.Namespace):
+    """The :class:`AuthConfig` for ``--auth`` (``None`` without it), and whether the server
+    token was generated here (and so must be shown to the user)."""
+    from medmoe.serve.auth import AuthConfig, load_users, server_token_from_env
+
+    if not args.auth:
+        if args.users is not None:
+            raise InputError("--users needs --auth")
+        if not is_loopback(args.host):
+            raise InputError(
+                f"--host {args.host} exposes the server beyond this machine: add --auth "
+                "(and put TLS in front of it; see SECURITY.md)"
+            )
+        return None, False
+    users = load_users(args.users) if args.users is not None else {}
+    token, generated = server_token_from_env()
+    return AuthConfig(token=token, users=users, token_ttl_s=args.token_ttl), generated
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,10 +106,8 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     from medmoe.serve import ServeConfig
 
-    if not 0 < args.port < 65536:
-        raise InputError(f"--port must be in 1..65535, got {args.port}")
-    if args.max_upload_mb <= 0 or args.session_ttl <= 0 or args.max_sessions < 1:
-        raise InputError("--max-upload-mb, --session-ttl and --max-sessions must be positive")
+    check_numbers(args)
+    auth, generated = auth_config(args)  # before the model loads: a refusal costs nothing
     if args.data_dir.exists() and not args.data_dir.is_dir():
         raise InputError(f"--data-dir {args.data_dir} exists and is not a folder")
     predictor = load_predictor(args)
@@ -56,7 +117,13 @@ def run(args: argparse.Namespace) -> int:
         session_ttl_s=args.session_ttl,
         max_sessions=args.max_sessions,
     )
-    app = create_app(predictor=predictor, config=config)
-    print(f"medmoe serve: open http://{args.host}:{args.port}/  (data in {args.data_dir})")
+    app = create_app(predictor=predictor, config=config, auth=auth)
+    url = f"http://{args.host}:{args.port}/"
+    if auth is None:
+        print(f"medmoe serve: open {url}  (data in {args.data_dir})", flush=True)
+    elif generated:  # shown once, as Jupyter does; set MEDMOE_SERVE_TOKEN to choose it
+        print(f"medmoe serve: open {url}?token={auth.token}  (data in {args.data_dir})", flush=True)
+    else:
+        print(f"medmoe serve: open {url}?token=<MEDMOE_SERVE_TOKEN>  (data in {args.data_dir})")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -1,8 +1,11 @@
 """The FastAPI application behind ``medmoe serve``: a JSON/PNG/NIfTI API and the static page.
 
-Errors are ``{"detail": "<one line>"}`` with a 4xx code: 400 bad input, 404 unknown session,
-413 upload too large, 415 not NIfTI, 503 too many sessions. The OpenAPI schema is FastAPI's,
-at ``/openapi.json`` (and browsable at ``/docs``).
+Errors are ``{"detail": "<one line>"}`` with a 4xx code: 400 bad input, 401 not logged in,
+404 unknown session, 413 upload too large, 415 not NIfTI, 503 too many sessions. The OpenAPI
+schema is FastAPI's, at ``/openapi.json`` (and browsable at ``/docs``). The same app serves the
+MONAI Label API (:mod:`medmoe.serve.monailabel`). With ``auth``, every path but the page's
+static files and MONAI Label's login needs ``Authorization: Bearer <token>``
+(:mod:`medmoe.serve.auth`).
 """
 
 from __future__ import annotations
@@ -17,13 +20,44 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from medmoe.data.io import nifti_bytes
-from medmoe.errors import MedmoeError
+from medmoe.errors import MedmoeError, first_line
 from medmoe.sam3d import Sam3DPredictor
+from medmoe.serve.auth import AuthConfig, Authenticator
+from medmoe.serve.datastore import Datastore, TempImages
 from medmoe.serve.engine import Engine
+from medmoe.serve.monailabel import monailabel_router
 from medmoe.serve.store import Busy, NotFound, NotNifti, ServeConfig, SessionStore, TooLarge
 from medmoe.serve.views import slice_array, to_png
 
 STATIC = resources.files("medmoe.serve") / "static"
+PUBLIC_PATHS = frozenset({"/", "/viewer.js", "/auth/", "/auth/token"})  # no token needed
+
+
+class BearerAuth:
+    """ASGI middleware: a request to any path outside ``PUBLIC_PATHS`` needs a valid
+    ``Authorization: Bearer <token>``; the user goes to ``request.state.user``."""
+
+    def __init__(self, app, *, auth: Authenticator) -> None:
+        self.app = app
+        self.auth = auth
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope["headers"]).get(b"authorization")
+        user = self.auth.user_of_header(header.decode("latin-1") if header else None)
+        if user is None:
+            detail = "missing token" if header is None else "invalid or expired token"
+            response = JSONResponse(
+                {"detail": f"not authenticated: {detail}"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})["user"] = user
+        await self.app(scope, receive, send)
 
 
 class Prompt(BaseModel):
@@ -71,15 +105,29 @@ def _status(err: MedmoeError) -> int:
     return 400
 
 
-def create_app(*, predictor: Sam3DPredictor, config: ServeConfig) -> FastAPI:
-    """The app; ``predictor`` is a :class:`Sam3DPredictor` or :class:`MoEPredictor`."""
+def create_app(
+    *,
+    predictor: Sam3DPredictor,
+    config: ServeConfig,
+    auth: AuthConfig | Authenticator | None = None,
+) -> FastAPI:
+    """The app; ``predictor`` is a :class:`Sam3DPredictor` or :class:`MoEPredictor`; with
+    ``auth``, every endpoint but the page's files and the login needs a bearer token."""
     engine = Engine(predictor=predictor)
     store = SessionStore(config=config, engine=engine)
+    authenticator = Authenticator(config=auth) if isinstance(auth, AuthConfig) else auth
+    datastore = Datastore(root=config.data_dir / "monailabel", max_cached=config.max_sessions)
+    temp_images = TempImages(
+        root=config.data_dir / "monailabel-sessions",
+        ttl_s=config.session_ttl_s,
+        max_count=config.max_sessions,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
         store.close()  # sessions live only as long as the server
+        temp_images.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -88,10 +136,25 @@ def create_app(*, predictor: Sam3DPredictor, config: ServeConfig) -> FastAPI:
         version=_version(),
     )
     app.state.store = store
+    app.state.datastore = datastore
+    app.state.temp_images = temp_images
+    app.state.auth = authenticator
+    if authenticator is not None:
+        app.add_middleware(BearerAuth, auth=authenticator)
+    app.include_router(
+        monailabel_router(
+            engine=engine,
+            datastore=datastore,
+            sessions=temp_images,
+            limit=config.max_upload_bytes + (1 << 20),  # the file plus the multipart framing
+            version=_version(),
+            auth=authenticator,
+        )
+    )
 
     @app.exception_handler(MedmoeError)
     async def _medmoe_error(request: Request, err: MedmoeError) -> JSONResponse:
-        return JSONResponse({"detail": str(err).splitlines()[0]}, status_code=_status(err))
+        return JSONResponse({"detail": first_line(err)}, status_code=_status(err))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:

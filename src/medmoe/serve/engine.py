@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,3 +84,45 @@ class Engine:
             "crop_size": self.size,
             "supports_boxes": self.supports_boxes,
         }
+
+
+class EmbeddingLRU:
+    """Crop embeddings by key (image and crop position), least recently used dropped first.
+
+    Requests for a key that is being encoded wait for that encoder run instead of starting a
+    second one, so concurrent clicks on a new crop still run the encoder once.
+    """
+
+    def __init__(self, *, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._items: OrderedDict[Hashable, Tensor] = OrderedDict()
+        self._pending: dict[Hashable, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, encode: Callable[[], Tensor]) -> tuple[Tensor, bool]:
+        """``(features, encoded)``: the cached embedding, or ``encode()``'s (then cached)."""
+        while True:
+            with self._lock:
+                if key in self._items:
+                    self._items.move_to_end(key)
+                    return self._items[key], False
+                pending = self._pending.get(key)
+                if pending is None:
+                    mine = self._pending[key] = threading.Lock()
+                    mine.acquire()
+                    break
+            with pending:  # another request is encoding this crop: wait for it, then look again
+                pass
+        try:
+            features = encode()
+            with self._lock:
+                self._items[key] = features
+                while len(self._items) > self.capacity:
+                    self._items.popitem(last=False)
+            return features, True
+        finally:
+            with self._lock:
+                del self._pending[key]
+            mine.release()

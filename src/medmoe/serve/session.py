@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,10 +21,15 @@ from torch import Tensor
 from medmoe.data import Sam3DCrop, Volume
 from medmoe.data.prompts import check_box, check_points
 from medmoe.errors import InputError
-from medmoe.serve.engine import Decoded, Engine
+from medmoe.serve.engine import Decoded, EmbeddingLRU, Engine
 from medmoe.serve.views import ViewGeometry, default_window, pack_mask, view_geometry
 
 MAX_CACHED_EMBEDDINGS = 2  # per session: the current crop and the one before a reset
+
+
+def crop_key(crop: Sam3DCrop) -> tuple:
+    """What identifies a crop of one scan: its grid's origin (size and spacing are fixed)."""
+    return tuple(np.round(crop.affine[:3, 3], 4).tolist())
 
 
 def mask_bbox(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -82,7 +86,9 @@ class Session:
     steps: list[Step] = field(default_factory=list)
     last_used: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _embeddings: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _embeddings: EmbeddingLRU = field(
+        default_factory=lambda: EmbeddingLRU(capacity=MAX_CACHED_EMBEDDINGS), repr=False
+    )
 
     def __post_init__(self) -> None:
         self.views = view_geometry(self.volume.array.shape, self.volume.affine)
@@ -104,15 +110,7 @@ class Session:
         }
 
     def _embedding(self, crop: Sam3DCrop) -> tuple[Tensor, bool]:
-        key = tuple(np.round(crop.affine[:3, 3], 4))
-        if key in self._embeddings:
-            self._embeddings.move_to_end(key)
-            return self._embeddings[key], False
-        features = self.engine.encode(crop.image)
-        self._embeddings[key] = features
-        while len(self._embeddings) > MAX_CACHED_EMBEDDINGS:
-            self._embeddings.popitem(last=False)
-        return features, True
+        return self._embeddings.get(crop_key(crop), lambda: self.engine.encode(crop.image))
 
     def _crop_mask(self, step: Step) -> np.ndarray:
         n = self.crop_size
