@@ -1,118 +1,156 @@
-"""Augmented 128^3 crops of the MNI152 template, each centred on one structure.
+"""128^3 crops of the two subjects, each centred near one structure.
 
-Augmentation uses MONAI: a random affine + elastic deformation (one resampling), a bias field,
-Gaussian noise, contrast (gamma) and left-right flips. Crop ``i`` of a structure draws from the
-seed ``(split_seed, value, i)``; training and evaluation use different split seeds, so their
-augmentations never coincide. Crops are cached as compressed ``.npz`` files (float16 image, bit
--packed label) so that re-runs skip this stage.
+Every crop's centre is the structure's bounding-box centre moved by up to ``jitter_mm`` per axis
+(uniformly), in training and in evaluation, so neither the structure's position in the crop nor
+the crop's position in the head identifies the task. Subject A's crops are also augmented: the crop
+grid is rotated (up to 0.15 rad per axis) and scaled (0.9-1.1), so image and label are resampled
+once, straight from the template; then a left-right flip, a bias field, gamma and noise. (numpy,
+not MONAI's ``RandAffine``: that resamples a second time and takes 1.5 s a crop on this CPU.)
+Subject B's crops are not augmented: they are the second brain as it is. Crop ``i`` of a structure draws from the seed
+``(seed, split, subject, value, i)``; training and evaluation use different split seeds. Crops
+are cached as compressed ``.npz`` files (float16 image, bit-packed label), so re-runs skip this.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from medmoe.data.atlas import Atlas
-from medmoe.data.crop import Sam3DCrop, zscore_foreground
-from medmoe.moe.data import Sample
+from medmoe.data.crop import DEFAULT_SPACING as SPACING
+from medmoe.data.crop import resample, zscore_foreground
+from medmoe.data.prompts import voxel_to_world
 from medmoe.utils.files import atomic_write
 
 SPLIT_SEEDS = {"train": 1000, "eval": 2000}
+SUBJECT_SEEDS = {"A": 0, "B": 1}
+SIZE = 128
+MIN_VOXELS = 27
 
 
-def _augment(
-    image: np.ndarray, label: np.ndarray, *, seed: int, elastic: bool
+class Crop(NamedTuple):
+    key: str  # unique per (subject, split, structure, index, seed): the embedding cache key
+    image: np.ndarray  # (128, 128, 128) float32, z-scored
+    label: np.ndarray  # (128, 128, 128) bool
+    task: int  # 0: an other structure; i: the structure of group (expert) i
+    name: str  # the structure's name
+    subject: str  # "A" or "B"
+
+
+def _rotation(angles: np.ndarray) -> np.ndarray:
+    cx, cy, cz = np.cos(angles)
+    sx, sy, sz = np.sin(angles)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def crop_grid(
+    centre_mm: np.ndarray, *, rng: np.random.Generator | None, spacing: float
+) -> np.ndarray:
+    """The voxel-to-world affine of a 128^3 grid whose centre voxel sits at ``centre_mm``; with
+    ``rng``, rotated by up to 0.15 rad about each axis and scaled by 0.9-1.1 per axis."""
+    linear = np.eye(3) * spacing
+    if rng is not None:
+        linear = _rotation(rng.uniform(-0.15, 0.15, 3)) @ np.diag(rng.uniform(0.9, 1.1, 3)) @ linear
+    affine = np.eye(4)
+    affine[:3, :3] = linear
+    affine[:3, 3] = np.asarray(centre_mm) - linear @ np.full(3, SIZE // 2)
+    return affine
+
+
+def _intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Bias field, gamma and Gaussian noise (each with probability 1/2) on a [0, 1] image."""
+    x = (image - image.min()) / (image.max() - image.min() + 1e-8)
+    if rng.random() < 0.5:  # a smooth multiplicative field: exp of a random quadratic
+        axes = np.linspace(-1, 1, SIZE, dtype=np.float32)
+        c = rng.uniform(-0.3, 0.3, 6).astype(np.float32)
+        field = sum(
+            (c[k] * axes + c[k + 3] * axes**2).reshape([-1 if a == k else 1 for a in range(3)])
+            for k in range(3)
+        )
+        x = x * np.exp(field)
+    if rng.random() < 0.5:
+        x = x ** rng.uniform(0.7, 1.5)
+    if rng.random() < 0.5:
+        x = x + rng.normal(0, 0.05, x.shape).astype(np.float32) * (x > 0)
+    return np.clip(x, 0, None).astype(np.float32)
+
+
+def crop_seed(*, seed: int, split: str, subject: str, value: int, index: int) -> list[int]:
+    return [seed, SPLIT_SEEDS[split], SUBJECT_SEEDS[subject], value, index]
+
+
+def jittered_centre(atlas: Atlas, value: int, rng: np.random.Generator, jitter_mm: float):
+    """The structure's bounding-box centre in world mm, moved by U(-jitter, jitter) per axis."""
+    idx = np.argwhere(atlas.labels.array == value)
+    centre = voxel_to_world((idx.min(0) + idx.max(0)) / 2, atlas.labels.affine)[0]
+    return centre + rng.uniform(-jitter_mm, jitter_mm, 3)
+
+
+def _build(
+    atlas: Atlas,
+    value: int,
+    *,
+    rng: np.random.Generator,
+    jitter_mm: float,
+    augment: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
-    import monai.transforms as mt
+    """One crop: image and label resampled once onto a jittered (and, with ``augment``, rotated
+    and scaled) grid; then, with ``augment``, a left-right flip and intensity changes."""
+    gt = (atlas.labels.array == value).astype(np.uint8)
+    for _ in range(10):  # a jitter that leaves too little of the structure is drawn again
+        centre = jittered_centre(atlas, value, rng, jitter_mm)
+        grid = crop_grid(centre, rng=rng if augment else None, spacing=SPACING)
+        label = resample(gt, atlas.labels.affine, (SIZE,) * 3, grid, order=0) > 0.5
+        if label.sum() >= MIN_VOXELS:
+            break
+    image = resample(atlas.t1.array, atlas.t1.affine, (SIZE,) * 3, grid, order=1)
+    if augment:
+        if rng.random() < 0.5:  # left-right (the crop's first axis is R)
+            image, label = image[::-1].copy(), label[::-1].copy()
+        image = _intensity(image, rng)
+    return zscore_foreground(image), label
 
-    keys = ["image", "label"]
-    spatial = (
-        mt.Rand3DElasticd(
-            keys,
-            prob=1.0,
-            sigma_range=(6, 8),
-            magnitude_range=(40, 80),
-            rotate_range=(0.15, 0.15, 0.15),
-            scale_range=(0.1, 0.1, 0.1),
-            mode=("bilinear", "nearest"),
-            padding_mode="zeros",
-        )
-        if elastic
-        else mt.RandAffined(
-            keys,
-            prob=1.0,
-            rotate_range=(0.15, 0.15, 0.15),
-            scale_range=(0.1, 0.1, 0.1),
-            translate_range=(6, 6, 6),
-            mode=("bilinear", "nearest"),
-            padding_mode="zeros",
-        )
-    )
-    chain = mt.Compose(
-        [
-            spatial,
-            mt.RandFlipd(keys, prob=0.5, spatial_axis=0),
-            mt.RandBiasFieldd(["image"], prob=0.5, coeff_range=(0.0, 0.3)),
-            mt.RandAdjustContrastd(["image"], prob=0.5, gamma=(0.7, 1.5)),
-            mt.RandGaussianNoised(["image"], prob=0.5, std=0.05),
-        ]
-    )
-    chain.set_random_state(seed=seed)
-    # intensities to [0, 1] first, so gamma and noise act on a known range
-    lo, hi = float(image.min()), float(image.max())
-    d = chain(
-        {"image": ((image - lo) / (hi - lo + 1e-8))[None], "label": label[None].astype(np.float32)}
-    )
-    img = np.asarray(d["image"][0], dtype=np.float32)
-    img[img < 0] = 0
-    return zscore_foreground(img), np.asarray(d["label"][0]) > 0.5
+
+def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path) as z:
+        image = z["image"].astype(np.float32)
+        label = np.unpackbits(z["label"])[: SIZE**3].reshape((SIZE,) * 3).astype(bool)
+    return image, label
 
 
 def make_crops(
     atlas: Atlas,
-    values: tuple[int, ...],
+    jobs: list[tuple[int, int, int]],
     *,
+    subject: str,
     split: str,
-    count: int,
-    task: int,
-    elastic: bool,
+    jitter_mm: float,
     cache_dir: Path,
     seed: int = 0,
-) -> list[Sample]:
-    """``count`` augmented crops per structure; cached under ``cache_dir``."""
+) -> list[Crop]:
+    """One crop per job ``(value, index, task)``; Subject A's are augmented; cached on disk."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     out = []
-    jobs = [(v, i) for v in values for i in range(count)]
-    for value, i in tqdm(jobs, desc=f"{split} crops (task {task})", unit="crop", leave=False):
-        path = cache_dir / f"{split}_{value}_{i}.npz"
-        name = atlas.names.get(value, str(value))
-        key = f"atlas|{split}|{value}|{i}|{seed}"
+    for value, i, task in tqdm(jobs, desc=f"{subject} {split} crops", unit="crop", leave=False):
+        path = cache_dir / f"{subject}_{split}_{value}_{i}.npz"
+        key = f"demo|{subject}|{split}|{value}|{i}|{seed}|{jitter_mm}"
         if path.is_file():
-            with np.load(path) as z:
-                image = z["image"].astype(np.float32)
-                label = np.unpackbits(z["label"])[: 128**3].reshape((128,) * 3).astype(bool)
-            out.append(Sample(key, image, label, task, name))
-            continue
-        gt = atlas.labels.array == value
-        crop = Sam3DCrop.around_mask(atlas.t1, gt)
-        raw = crop.image
-        label = crop.apply_label(gt.astype(np.uint8)) > 0
-        image, label = _augment(
-            raw, label, seed=SPLIT_SEEDS[split] + 7919 * seed + 101 * value + i, elastic=elastic
-        )
-        if label.sum() < 27:  # the augmentation pushed it out: keep the unaugmented crop
-            image, label = raw, crop.apply_label(gt.astype(np.uint8)) > 0
-        with atomic_write(path) as tmp, open(tmp, "wb") as fh:
-            np.savez_compressed(fh, image=image.astype(np.float16), label=np.packbits(label))
-        out.append(Sample(key, image.astype(np.float16).astype(np.float32), label, task, name))
+            image, label = _load(path)
+        else:
+            rng = np.random.default_rng(
+                crop_seed(seed=seed, split=split, subject=subject, value=value, index=i)
+            )
+            image, label = _build(
+                atlas, value, rng=rng, jitter_mm=jitter_mm, augment=subject == "A"
+            )
+            with atomic_write(path) as tmp, open(tmp, "wb") as fh:
+                np.savez_compressed(fh, image=image.astype(np.float16), label=np.packbits(label))
+            image = image.astype(np.float16).astype(np.float32)
+        out.append(Crop(key, image, label, task, atlas.names.get(value, str(value)), subject))
     return out
-
-
-def write_index(path: Path, samples: list[Sample]) -> None:
-    with atomic_write(path) as tmp:
-        tmp.write_text(
-            json.dumps([{"key": s.key, "name": s.name, "task": s.task} for s in samples], indent=1)
-        )
