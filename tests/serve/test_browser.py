@@ -20,6 +20,7 @@ import pytest
 import torch
 from tests.serve.conftest import SHAPE
 
+TOKEN = "browser-test-token-0123456789"
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -58,13 +59,15 @@ def live_server(tmp_path_factory):
     from medmoe.moe import Gate, GateConfig, MoEPredictor, MoESam3D
     from medmoe.sam3d import build_mask_decoder, build_sam3d
     from medmoe.serve import ServeConfig, create_app
+    from medmoe.serve.auth import AuthConfig
 
     torch.manual_seed(1)
     base = build_sam3d("tiny")
     gate = Gate(config=GateConfig(embed_dim=96, num_experts=1))
     moe = MoESam3D(base=base, experts={"liver": build_mask_decoder(base.config)}, gate=gate, tau=0)
     data = tmp_path_factory.mktemp("serve")
-    app = create_app(predictor=MoEPredictor(moe), config=ServeConfig(data_dir=data))
+    auth = AuthConfig(token=TOKEN)  # the page logs in with the token, as a user would
+    app = create_app(predictor=MoEPredictor(moe), config=ServeConfig(data_dir=data), auth=auth)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -106,7 +109,10 @@ def click_pixel(page, canvas: str, x: int, y: int, *, width: int, height: int, *
 def test_upload_click_overlay_badge_undo_save(page, live_server, scan_path, tmp_path):
     url, app = live_server
     store = app.state.store
-    page.goto(url)
+    page.goto(url + "?token=" + TOKEN)  # as printed by `medmoe serve --auth`
+    page.wait_for_function("document.getElementById('login').hidden")
+    assert "token" not in page.url  # taken out of the address bar, kept in session storage
+    assert page.evaluate("sessionStorage.getItem('medmoe-token')") == TOKEN
     assert page.text_content("#badge") == "—"
     page.set_input_files("#file", str(scan_path))
     page.wait_for_function("window.medmoeState.session !== null", timeout=30_000)
@@ -170,3 +176,26 @@ def test_upload_click_overlay_badge_undo_save(page, live_server, scan_path, tmp_
     assert step.box is not None and len(step.points) == 0
     lo, hi = step.box[:3], step.box[3:]
     assert (lo <= hi).all() and (hi - lo)[g.x_axis] == 20 and (hi - lo)[g.y_axis] == 15
+
+
+def test_page_without_token_asks_for_it_once(page, live_server):
+    """Without ?token= the page shows the login box; the API refuses it meanwhile (401); after
+    the token is typed the box goes and the API answers."""
+    import httpx
+
+    url, _ = live_server
+    page.evaluate("sessionStorage.clear()")
+    page.goto(url)
+    page.wait_for_selector("#login", state="visible")
+    assert httpx.get(url + "api/info").status_code == 401
+    page.fill("#token-input", "wrong-token-wrong-token")
+    page.click("#token-go")
+    page.wait_for_function(
+        "document.getElementById('login-message').textContent.includes('refused')"
+    )
+    page.fill("#token-input", TOKEN)
+    page.click("#token-go")
+    page.wait_for_function("document.getElementById('login').hidden")
+    assert page.evaluate("sessionStorage.getItem('medmoe-token')") == TOKEN
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    assert httpx.get(url + "api/info", headers=headers).status_code == 200

@@ -28,8 +28,46 @@ function setBusy(on, text = "") {
   $("busy-text").textContent = text;
 }
 
+// --- authentication: the server token, given once (Jupyter-style ?token=...) ----------------
+const TOKEN_KEY = "medmoe-token";
+
+function takeUrlToken() {
+  // ?token=... goes to this tab's session storage and out of the address bar and history
+  const url = new URL(window.location.href);
+  const t = url.searchParams.get("token");
+  if (t) {
+    sessionStorage.setItem(TOKEN_KEY, t);
+    url.searchParams.delete("token");
+    window.history.replaceState(null, "", url.pathname + url.search + url.hash);
+  }
+}
+
+function authHeaders() {
+  const t = sessionStorage.getItem(TOKEN_KEY);
+  return t ? { Authorization: `Bearer ${t}` } : {};
+}
+
+function askToken(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  $("login").hidden = false;
+  $("login-message").textContent = message;
+  $("token-input").focus();
+}
+
+async function checkLogin() {
+  // the page's files are public; everything else needs the token when the server asks for one
+  const r = await fetch("api/info", { headers: authHeaders() });
+  if (r.status === 401) {
+    askToken(sessionStorage.getItem(TOKEN_KEY) ? "The token was refused." : "This server needs its token.");
+    return false;
+  }
+  $("login").hidden = true;
+  return true;
+}
+
 async function api(method, url, body, headers = {}) {
-  const r = await fetch(url, { method, body, headers });
+  const r = await fetch(url, { method, body, headers: { ...headers, ...authHeaders() } });
+  if (r.status === 401) askToken("The token was refused or has expired.");
   if (!r.ok) {
     let detail = r.statusText;
     try { detail = (await r.json()).detail; } catch (e) { /* not JSON */ }
@@ -70,12 +108,19 @@ function loadSlice(name) {
   const g = state.session.views[name];
   const index = state.cursor[g.slice_axis];
   const img = new Image();
-  img.onload = () => {
-    if (state.slices[name] === img) draw(name);
-  };
-  img.onerror = () => setStatus(`could not load the ${name} slice`, true);
   state.slices[name] = img;
-  img.src = sliceUrl(name, index);
+  api("GET", sliceUrl(name, index))
+    .then((r) => r.blob())
+    .then((blob) => {
+      if (state.slices[name] !== img) return; // a newer slice was asked for meanwhile
+      const src = URL.createObjectURL(blob);
+      img.onload = () => {
+        URL.revokeObjectURL(src);
+        if (state.slices[name] === img) draw(name);
+      };
+      img.src = src;
+    })
+    .catch(() => setStatus(`could not load the ${name} slice`, true));
   $(`slider-${name}`).value = index;
   $(`label-${name}`).textContent = `${name} ${index + 1}/${g.n_slices}`;
 }
@@ -86,7 +131,7 @@ function draw(name, box = null) {
   const ctx = canvas.getContext("2d");
   const img = state.slices[name];
   ctx.clearRect(0, 0, g.width, g.height);
-  if (img && img.complete) ctx.drawImage(img, 0, 0);
+  if (img && img.complete && img.naturalWidth > 0) ctx.drawImage(img, 0, 0);
   const opacity = Number($("opacity").value);
   if (state.mask && state.maskVoxels > 0 && opacity > 0) {
     const over = ctx.createImageData(g.width, g.height);
@@ -296,14 +341,29 @@ VIEWS.forEach(attach);
 $("file").addEventListener("change", (ev) => ev.target.files[0] && upload(ev.target.files[0]));
 $("undo").addEventListener("click", () => simple("undo"));
 $("reset").addEventListener("click", () => simple("reset"));
-$("save").addEventListener("click", () => {
-  const a = document.createElement("a");
-  a.href = `api/sessions/${state.session.id}/mask.nii.gz`;
-  a.download = "";
-  document.body.appendChild(a);
-  a.click();
-  a.remove();
+$("save").addEventListener("click", async () => {
+  try {
+    const r = await api("GET", `api/sessions/${state.session.id}/mask.nii.gz`);
+    const name = /filename="([^"]+)"/.exec(r.headers.get("content-disposition") || "");
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(await r.blob());
+    a.download = name ? name[1] : "mask.nii.gz";
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  } catch (e) {
+    setStatus(e.message, true);
+  }
 });
+$("login").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, $("token-input").value.trim());
+  $("token-input").value = "";
+  if (await checkLogin()) setStatus("Logged in. Load a scan to start.");
+});
+takeUrlToken();
+checkLogin();
 $("opacity").addEventListener("input", () => state.session && drawAll());
 for (const id of ["window", "level"]) {
   $(id).addEventListener("change", () => state.session && loadAll());
