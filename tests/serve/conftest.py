@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -30,3 +34,42 @@ def scan_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("scan") / "scan.nii.gz"
     save_volume(path, image, AFFINE)
     return path
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory):
+    """A tiny SAM-Med3D base (random weights) + one expert + gate, saved as a MoE bundle;
+    tau = 0 so that the expert answers and its name and s_top come back."""
+    import torch
+
+    from medmoe.moe import Gate, GateConfig, MoESam3D, save_moe_bundle
+    from medmoe.sam3d import build_mask_decoder, build_sam3d, save_sam3d_checkpoint
+    from medmoe.utils.files import file_sha256
+
+    torch.manual_seed(3)
+    root = tmp_path_factory.mktemp("bundle")
+    base = build_sam3d("tiny")
+    save_sam3d_checkpoint(base, root / "base.pth")
+    gate = Gate(config=GateConfig(embed_dim=96, num_experts=1))
+    moe = MoESam3D(base=base, experts={"liver": build_mask_decoder(base.config)}, gate=gate, tau=0)
+    sha = file_sha256(root / "base.pth")
+    save_moe_bundle(
+        root / "moe", moe=moe, base_checkpoint=root / "base.pth", base_sha256=sha, expert_dirs={}
+    )
+    return root / "moe"
+
+
+def start_server(app):
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    return server, thread, f"http://127.0.0.1:{port}"
