@@ -13,6 +13,7 @@ from medmoe.moe import (
     EmbeddingCache,
     ExpertTrainConfig,
     MoEPredictor,
+    prepare_crops,
     MoETrainConfig,
     load_expert,
     train_expert,
@@ -48,12 +49,13 @@ def test_expert_learns_gate_routes_and_general_is_kept(tmp_path):
     train_expert(
         base=base,
         base_sha256="0" * 64,
-        samples=cubes,
+        data=prepare_crops(cubes, cache=cache, device="cpu"),
         name="cubes",
         labels=["cube"],
         out_dir=tmp_path / "expert",
-        cache=cache,
-        config=ExpertTrainConfig(epochs=8, lr=2e-3, clicks=2, box_prob=0.0, val_fraction=0.2),
+        config=ExpertTrainConfig(
+            epochs=8, lr=2e-3, batch_size=1, clicks=2, box_prob=0.0, val_fraction=0.2
+        ),
         progress=False,
     )
     calls_after_first_pass = counting["n"]
@@ -74,10 +76,11 @@ def test_expert_learns_gate_routes_and_general_is_kept(tmp_path):
         base=base,
         base_sha256="0" * 64,
         experts={"cubes": expert},
-        samples=train,
+        data=prepare_crops(train, cache=cache, device="cpu"),
         out_dir=tmp_path / "moe",
-        cache=cache,
-        config=MoETrainConfig(epochs=3, lr_gate=1e-3, clicks=1, box_prob=0.0, tau=0.5),
+        config=MoETrainConfig(
+            epochs=3, lr_gate=1e-3, batch_size=1, clicks=1, box_prob=0.0, tau=0.5
+        ),
         progress=False,
     )
     assert counting["n"] == len(train)  # the gate epochs reuse the cache too

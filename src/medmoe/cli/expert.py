@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from medmoe.cli.common import positive_float, positive_int
+from medmoe.utils.device import add_device_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("expert", help="task experts: finetune a mask decoder on a new task")
@@ -17,48 +20,62 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--base", type=Path, required=True, help="the general SAM-Med3D checkpoint")
     t.add_argument("--out", type=Path, required=True, help="expert directory")
     t.add_argument("--cache", type=Path, help="embedding cache (default: OUT/cache)")
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--lr", type=float, default=1e-4)
-    t.add_argument("--clicks", type=int, default=3, help="click iterations per step")
-    t.add_argument("--crops-per-target", type=int, default=2)
+    t.add_argument("--epochs", type=positive_int, default=10)
+    t.add_argument("--lr", type=positive_float, default=1e-4)
+    t.add_argument("--batch-size", type=positive_int, default=4, help="crops per step")
+    t.add_argument("--clicks", type=positive_int, default=3, help="click iterations per crop")
+    t.add_argument("--crops-per-target", type=positive_int, default=2)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", action="store_true")
+    add_device_arg(t)
     t.set_defaults(func=run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from medmoe.errors import InputError
-    from medmoe.moe import EmbeddingCache, ExpertTrainConfig, samples_from_dataset, train_expert
+    from medmoe.moe import (
+        EmbeddingCache,
+        ExpertTrainConfig,
+        iter_dataset_crops,
+        prepare_crops,
+        train_expert,
+    )
     from medmoe.sam3d import load_sam3d
     from medmoe.utils import file_sha256, seed_everything
+    from medmoe.utils.device import resolve_device
 
-    if args.epochs < 1 or args.clicks < 1:
-        raise InputError("--epochs and --clicks must be >= 1")
+    device = resolve_device(args.device)
+    cfg = ExpertTrainConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        clicks=args.clicks,
+        seed=args.seed,
+    )
     seed_everything(args.seed)
-    base = load_sam3d(args.base)
+    base = load_sam3d(args.base).to(device).eval()
     sha = file_sha256(args.base)
-    samples = samples_from_dataset(
+    cache = EmbeddingCache(
+        root=args.cache or args.out / "cache", base_sha256=sha, encoder=base.image_encoder
+    )
+    crops = iter_dataset_crops(
         args.dataset,
         labels=args.labels,
         task_of=lambda n: 1,
         crops_per_target=args.crops_per_target,
         seed=args.seed,
     )
-    labels = sorted({s.name for s in samples})
-    cache = EmbeddingCache(
-        root=args.cache or args.out / "cache", base_sha256=sha, encoder=base.image_encoder
-    )
-    cfg = ExpertTrainConfig(epochs=args.epochs, lr=args.lr, clicks=args.clicks, seed=args.seed)
+    data = prepare_crops(crops, cache=cache, device=device)
+    labels = sorted({r.name for r in data.records})
     out = train_expert(
         base=base,
         base_sha256=sha,
-        samples=samples,
+        data=data,
         name=args.name,
         labels=labels,
         out_dir=args.out,
-        cache=cache,
         config=cfg,
         resume=args.resume,
+        device=device,
     )
-    print(f"expert {args.name!r} written to {out} ({len(samples)} crops, labels {labels})")
+    print(f"expert {args.name!r} written to {out} ({len(data)} crops, labels {labels})")
     return 0

@@ -5,6 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from medmoe.cli.common import positive_float, positive_int
+from medmoe.utils.device import add_device_arg
+
+
+def tau_value(text: str) -> float:
+    try:
+        tau = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= tau < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return tau
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("moe", help="SAM-Med3D-MoE bundles: train the gate, add/remove/list experts")
@@ -23,17 +36,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--out", type=Path, required=True, help="bundle directory")
     t.add_argument("--cache", type=Path)
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--lr-gate", type=float, default=1e-6, help="paper: 1e-6")
-    t.add_argument("--lr-expert", type=float, default=1e-4, help="paper: 1e-4")
+    t.add_argument("--epochs", type=positive_int, default=10)
+    t.add_argument("--lr-gate", type=positive_float, default=1e-6, help="paper: 1e-6")
+    t.add_argument("--lr-expert", type=positive_float, default=1e-4, help="paper: 1e-4")
+    t.add_argument("--batch-size", type=positive_int, default=4, help="crops per step")
+    t.add_argument("--clicks", type=positive_int, default=1, help="click iterations per crop")
     t.add_argument(
         "--update-top1-expert", action="store_true", help="also finetune the top-1 expert"
     )
-    t.add_argument("--tau", type=float, help="fixed tau (default: chosen on a validation split)")
+    t.add_argument(
+        "--tau", type=tau_value, help="fixed tau in [0, 1) (default: chosen on a validation split)"
+    )
     t.add_argument("--weighting", choices=("s_top", "avg", "softmax"), default="s_top")
-    t.add_argument("--crops-per-target", type=int, default=2)
+    t.add_argument("--crops-per-target", type=positive_int, default=2)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", action="store_true")
+    add_device_arg(t)
     t.set_defaults(func=run_train)
     a = actions.add_parser(
         "add-expert", help="copy an expert into a bundle (retrain the gate after)"
@@ -50,69 +68,82 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.set_defaults(func=run_list)
 
 
-def run_train(args: argparse.Namespace) -> int:
+def _load_experts(paths, *, sha: str, base) -> tuple[dict, dict, dict]:
+    """Experts by name, their folders, and the task index of each label they were trained on."""
     from medmoe.errors import InputError
-    from medmoe.moe import (
-        EmbeddingCache,
-        MoETrainConfig,
-        load_expert,
-        samples_from_dataset,
-        train_moe,
-    )
-    from medmoe.sam3d import load_sam3d
-    from medmoe.utils import file_sha256, seed_everything
+    from medmoe.moe import load_expert
 
-    if args.epochs < 1:
-        raise InputError("--epochs must be >= 1")
-    if args.tau is not None and not 0 <= args.tau < 1:
-        raise InputError(f"--tau must be in [0, 1), got {args.tau}")
-    seed_everything(args.seed)
-    base = load_sam3d(args.base)
-    sha = file_sha256(args.base)
     experts, dirs, task_of_label = {}, {}, {}
-    for i, d in enumerate(args.expert, start=1):
+    for i, d in enumerate(paths, start=1):
         dec, info = load_expert(d, base_sha256=sha, config=base.config)
         if info.name in experts:
             raise InputError(f"two experts are named {info.name!r}")
         experts[info.name], dirs[info.name] = dec, d
         for label in info.labels:
             task_of_label[label] = i
-    samples = []
-    for ds in args.dataset:
-        samples += samples_from_dataset(
+    return experts, dirs, task_of_label
+
+
+def _crops(datasets, *, task_of_label: dict, crops_per_target: int, seed: int):
+    from medmoe.moe import iter_dataset_crops
+
+    for ds in datasets:
+        yield from iter_dataset_crops(
             ds,
             task_of=lambda n: task_of_label.get(n, 0),
-            crops_per_target=args.crops_per_target,
-            seed=args.seed,
+            crops_per_target=crops_per_target,
+            seed=seed,
         )
-    tasks = {s.task for s in samples}
-    if 0 not in tasks:
-        raise InputError(
-            "the datasets hold no original-task targets (labels no expert was trained on)"
-        )
-    cache = EmbeddingCache(
-        root=args.cache or args.out / "cache", base_sha256=sha, encoder=base.image_encoder
-    )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from medmoe.errors import InputError
+    from medmoe.moe import EmbeddingCache, MoETrainConfig, prepare_crops, train_moe
+    from medmoe.sam3d import load_sam3d
+    from medmoe.utils import file_sha256, seed_everything
+    from medmoe.utils.device import resolve_device
+
+    device = resolve_device(args.device)
     cfg = MoETrainConfig(
         epochs=args.epochs,
         lr_gate=args.lr_gate,
         lr_expert=args.lr_expert,
+        batch_size=args.batch_size,
+        clicks=args.clicks,
         update_top1_expert=args.update_top1_expert,
         tau=args.tau,
         weighting=args.weighting,
         seed=args.seed,
     )
+    seed_everything(args.seed)
+    base = load_sam3d(args.base).to(device).eval()
+    sha = file_sha256(args.base)
+    experts, dirs, task_of_label = _load_experts(args.expert, sha=sha, base=base)
+    cache = EmbeddingCache(
+        root=args.cache or args.out / "cache", base_sha256=sha, encoder=base.image_encoder
+    )
+    crops = _crops(
+        args.dataset,
+        task_of_label=task_of_label,
+        crops_per_target=args.crops_per_target,
+        seed=args.seed,
+    )
+    data = prepare_crops(crops, cache=cache, device=device)
+    if 0 not in {r.task for r in data.records}:
+        raise InputError(
+            "the datasets hold no original-task targets (labels no expert was trained on)"
+        )
     moe, report = train_moe(
         base=base,
         base_sha256=sha,
         experts=experts,
-        samples=samples,
+        data=data,
         out_dir=args.out,
-        cache=cache,
         config=cfg,
         resume=args.resume,
         base_checkpoint=args.base,
         expert_dirs=dirs,
+        device=device,
     )
     acc = report.get("routing_accuracy")
     print(

@@ -1,113 +1,254 @@
-"""Stage 4/5: evaluate Baseline, FT-expert and MoE (and the MoE ablations) on held-out crops.
+"""Evaluate the Baseline, the FT-experts, the MoE and the MoE's variants on held-out crops.
 
-The three models share the frozen encoder, so each crop is encoded once and every model decodes
-from that embedding. Point prompts follow the interactive protocol (first click from the ground
-truth, then error-region clicks fed back with the previous logits); box prompts use the
-ground-truth box alone. Dice is computed in the crop frame.
+Every model shares the frozen encoder, so each crop is encoded once and every model decodes from
+that embedding. A *method* is one way to turn prompts into low-resolution logits:
+
+- ``Baseline``: the general decoder;
+- ``FT:<group>``: that group's expert decoder alone (every expert on an other crop; its own on a
+  finetuned crop);
+- ``MoE``: :meth:`MoESam3D.decode` as trained (automatic τ, ``s_top`` weighting);
+- ``<weighting>|<τ>``: the gate's top-1 expert fused with the general decoder when
+  ``s_top > τ`` (Table 2's rows); ``aft`` is the paper's Aft_weight read as a voxel-wise softmax
+  over the two logits, ``p = softmax(l_g, l_e)``, fused ``p_g l_g + p_e l_e``;
+- ``oracle|<weighting>``: the ground truth decides whether and which expert is used (the general
+  decoder alone on other crops); the fusion weight is the weighting's, with the gate's ``s_top``.
+
+Points follow the interactive protocol: the first click is the ground truth's deepest voxel
+(``centre``) or a uniform foreground voxel (``random``), every later click is drawn from the
+current error region and fed back with the previous logits. A box prompt is the ground-truth box
+alone. Each (crop, method, prompt, first click) gives one row.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
-from medmoe.eval.metrics import dice
-from medmoe.eval.protocol import run_clicks
-from medmoe.moe.data import Sample
-from medmoe.moe.predictor import MoEPredictor
-from medmoe.sam3d import Sam3DPredictor
+from medmoe.demo.crops import Crop
+from medmoe.eval.clicks import box_from_mask, first_click, next_click
+from medmoe.eval.metrics import nsd
+from medmoe.moe.model import MoESam3D
+from medmoe.moe.selector import select_masks
+
+WEIGHTINGS = ("s_top", "avg", "aft")
+TABLE1 = ("Baseline", "FT", "MoE")
+
+
+class Decoded(NamedTuple):
+    low: Tensor  # (1, 1, s, s, s) low-resolution logits
+    gate_class: int = -1  # argmax of the gate's m + 1 outputs (-1: no gate)
+    expert: int = 0  # the expert whose logits were fused in (0: none)
+
+
+Decode = Callable[[Any, Any, Tensor | None], Decoded]  # (points, boxes, mask_input) -> Decoded
+
+
+def fast_dice(pred: np.ndarray, gt: np.ndarray) -> float:
+    """``2|P∩G| / (|P| + |G|)``; 1 when both are empty (as :func:`medmoe.eval.metrics.dice`)."""
+    total = int(np.count_nonzero(pred)) + int(np.count_nonzero(gt))
+    return 1.0 if total == 0 else 2.0 * int(np.count_nonzero(pred & gt)) / total
+
+
+def aft_fuse(general: Tensor, expert: Tensor) -> Tensor:
+    """Aft_weight, read as a voxel-wise softmax over the general and expert logits."""
+    stacked = torch.stack([general, expert])
+    return (stacked.softmax(dim=0) * stacked).sum(dim=0)
+
+
+def fuse(general: Tensor, expert: Tensor, s_top: Tensor, *, weighting: str) -> Tensor:
+    """The expert's logits fused with the general decoder's (the caller decides *whether*)."""
+    if weighting == "aft":
+        return aft_fuse(general, expert)
+    return select_masks(general, expert, s_top, tau=-1.0, weighting=weighting)
+
+
+class Methods:
+    """The decode functions of one crop, all reading one cached embedding."""
+
+    def __init__(self, *, moe: MoESam3D, embedding: Tensor, task: int) -> None:
+        self.moe = moe
+        self.emb = embedding
+        self.task = task
+        self.pe = moe.base.prompt_encoder.get_dense_pe()
+
+    def _parts(self, points, boxes, mask_input):
+        sparse, dense = self.moe.base.prompt_encoder(points, boxes, mask_input)
+        general, _ = self.moe.base.mask_decoder(self.emb, self.pe, sparse, dense)
+        return sparse, dense, general
+
+    def _expert(self, index: int, sparse, dense) -> Tensor:
+        return self.moe.expert_at(index)(self.emb, self.pe, sparse, dense)[0]
+
+    def baseline(self, points, boxes, mask_input) -> Decoded:
+        return Decoded(self._parts(points, boxes, mask_input)[2])
+
+    def expert(self, index: int) -> Decode:
+        def decode(points, boxes, mask_input) -> Decoded:
+            sparse, dense = self.moe.base.prompt_encoder(points, boxes, mask_input)
+            return Decoded(self._expert(index, sparse, dense), expert=index)
+
+        return decode
+
+    def moe_as_trained(self, points, boxes, mask_input) -> Decoded:
+        out = self.moe.decode(
+            self.emb, points=points, boxes=boxes, mask_input=mask_input, image_pe=self.pe
+        )
+        used = bool(out.routing.use_expert[0])
+        return Decoded(
+            out.low_res_logits,
+            int(out.gate_probs[0].argmax()),
+            int(out.routing.expert[0]) if used else 0,
+        )
+
+    def variant(self, *, weighting: str, tau: float | None) -> Decode:
+        """Gate routing with threshold ``tau``, or oracle routing when ``tau`` is None."""
+
+        def decode(points, boxes, mask_input) -> Decoded:
+            sparse, dense, general = self._parts(points, boxes, mask_input)
+            probs = self.moe.gate(self.emb, self.pe, sparse)
+            s_top, top = probs[:, 1:].max(dim=1)
+            index = int(top[0]) + 1
+            use = bool(s_top[0] > tau) if tau is not None else self.task > 0
+            index = index if tau is not None else self.task
+            if not use:
+                return Decoded(general, int(probs[0].argmax()))
+            low = fuse(general, self._expert(index, sparse, dense), s_top, weighting=weighting)
+            return Decoded(low, int(probs[0].argmax()), index)
+
+        return decode
+
+
+def method_table(methods: Methods, *, groups: int, taus: tuple[float, ...]) -> dict[str, Decode]:
+    """Every method evaluated on a crop, by name (see the module docstring)."""
+    table: dict[str, Decode] = {"Baseline": methods.baseline, "MoE": methods.moe_as_trained}
+    experts = range(1, groups + 1) if methods.task == 0 else (methods.task,)
+    for i in experts:
+        table[f"FT:{i}"] = methods.expert(i)
+    for w in WEIGHTINGS:
+        for tau in taus:
+            table[f"{w}|{tau}"] = methods.variant(weighting=w, tau=tau)
+        table[f"oracle|{w}"] = methods.variant(weighting=w, tau=None)
+    return table
+
+
+class Trajectory(NamedTuple):
+    mask: np.ndarray  # the final mask (128^3 bool)
+    gate: tuple[int, int]  # gate class at the first and at the last step
+    expert: tuple[int, int]  # the expert fused in at the first and at the last step (0: none)
+
+
+def _tensors(points: list, labels: list):
+    if not points:
+        return None
+    pts = torch.as_tensor(np.stack(points), dtype=torch.float32)[None]
+    return pts, torch.as_tensor(labels, dtype=torch.long)[None]
+
+
+@torch.inference_mode()
+def click_loop(
+    decode: Decode,
+    gt: np.ndarray,
+    *,
+    prompt: str,
+    first: np.ndarray | None,
+    n_clicks: int,
+    rng: np.random.Generator,
+    upsample: Callable[[Tensor], Tensor],
+) -> Trajectory:
+    """Box: the ground-truth box alone. Points: ``first`` then ``n_clicks - 1`` error clicks."""
+    boxes = None
+    points: list[np.ndarray] = []
+    labels: list[int] = []
+    if prompt == "box":
+        boxes = torch.as_tensor(box_from_mask(gt), dtype=torch.float32).reshape(1, 6)
+        n_clicks = 1
+    else:
+        points, labels = [first], [1]
+    low, mask, steps = None, None, []
+    for step in range(n_clicks):
+        if step > 0:
+            click = next_click(mask, gt, method="random", rng=rng)
+            if click is None:  # perfect already
+                break
+            points.append(click.point)
+            labels.append(click.label)
+        out = decode(_tensors(points, labels), boxes, low)
+        low = out.low
+        mask = (upsample(low)[0, 0] > 0).numpy()
+        steps.append(out)
+    return Trajectory(
+        mask, (steps[0].gate_class, steps[-1].gate_class), (steps[0].expert, steps[-1].expert)
+    )
+
+
+def _runs(names: list[str]) -> list[tuple[str, str, str]]:
+    """(method, prompt, first click) triples: everything with the centre click and the box; the
+    random first click for Table 1's models only."""
+    runs = [(m, p, "centre") for m in names for p in ("points", "box")]
+    return runs + [(m, "points", "random") for m in names if m.split(":")[0] in TABLE1]
+
+
+def evaluate_crop(
+    moe: MoESam3D, crop: Crop, index: int, *, groups: int, taus, clicks: int, seed: int, nsd_mm
+) -> list[dict]:
+    with torch.inference_mode():
+        emb = moe.base.image_encoder(torch.from_numpy(crop.image)[None, None])
+    table = method_table(Methods(moe=moe, embedding=emb, task=crop.task), groups=groups, taus=taus)
+    centre = first_click(crop.label, method="center").point
+    rows = []
+    for name, prompt, first in _runs(list(table)):
+        rng = np.random.default_rng([seed, index, 7 if first == "random" else 0])
+        start = (
+            first_click(crop.label, method="random", rng=rng).point if first == "random" else centre
+        )
+        traj = click_loop(
+            table[name],
+            crop.label,
+            prompt=prompt,
+            first=start,
+            n_clicks=clicks,
+            rng=rng,
+            upsample=moe.base.upsample,
+        )
+        row = {
+            "subject": crop.subject,
+            "crop": index,
+            "name": crop.name,
+            "task": crop.task,
+            "method": name,
+            "prompt": prompt,
+            "first": first,
+            "dice": fast_dice(traj.mask, crop.label),
+            "gate": list(traj.gate),
+            "expert": list(traj.expert),
+        }
+        if name.split(":")[0] in TABLE1:
+            row["nsd"] = nsd(traj.mask, crop.label, spacing=(1.5,) * 3, tolerance_mm=nsd_mm)
+        rows.append(row)
+    return rows
 
 
 def evaluate(
-    predictors: dict[str, Any],
-    samples: list[Sample],
+    moe: MoESam3D,
+    crops: list[Crop],
     *,
-    encoder: Sam3DPredictor,
+    groups: int,
+    taus,
     clicks: int,
-    prompts: tuple[str, ...] = ("points", "box"),
-    seed: int = 0,
-    keep_masks_for: set[int] = frozenset(),
-    variants: dict[str, dict] | None = None,
-) -> tuple[list[dict], dict]:
-    """Rows ``{model, prompt, name, task, dice, used_expert}``; masks of the samples whose index is
-    in ``keep_masks_for`` (for the overlay figure). ``variants`` maps extra model names to
-    ``{"tau": .., "weighting": ..}`` overrides evaluated on the ``"MoE"`` predictor (points only)."""
-    rows, masks = [], {}
-    jobs = [(m, p) for m in predictors for p in prompts] + [(v, "points") for v in (variants or {})]
-    for idx, s in enumerate(tqdm(samples, desc="evaluate", unit="crop", leave=False)):
-        with torch.inference_mode():
-            encoder.set_image(s.image)
-        for name, prompt in jobs:
-            pred = predictors.get(name)
-            restore = None
-            if pred is None:  # an ablation variant of the MoE
-                pred = predictors["MoE"]
-                restore = (pred.moe.tau, pred.moe.weighting)
-                pred.moe.tau = variants[name]["tau"]
-                pred.moe.weighting = variants[name]["weighting"]
-            pred.set_embedding(encoder.features)
-            rng = np.random.default_rng([seed, idx])
-            n = clicks if prompt == "points" else 1
-            outs = run_clicks(
-                pred,
-                s.image,
-                s.label,
-                n_clicks=n,
-                prompt=prompt,
-                method="random",
-                rng=rng,
-                set_image=False,
-            )
-            final = outs[-1].mask[0, 0].cpu().numpy()
-            row = {
-                "model": name,
-                "prompt": prompt,
-                "name": s.name,
-                "task": s.task,
-                "dice": dice(final, s.label),
-            }
-            if isinstance(pred, MoEPredictor):
-                row["used_expert"] = bool(outs[0].used_expert)
-                row["s_top"] = float(outs[0].s_top)
-                row["gate_class"] = int(outs[0].gate_probs.argmax())
-            rows.append(row)
-            if idx in keep_masks_for and restore is None:
-                masks[(idx, name, prompt)] = final
-            if restore is not None:
-                pred.moe.tau, pred.moe.weighting = restore
-    return rows, masks
-
-
-def mean_dice(rows: list[dict], *, model: str, prompt: str, task: int | None = None) -> float:
-    sel = [
-        r["dice"]
-        for r in rows
-        if r["model"] == model
-        and r["prompt"] == prompt
-        and (task is None or (r["task"] > 0) == (task > 0))
-    ]
-    return float(np.mean(sel)) if sel else float("nan")
-
-
-def routing_accuracy(rows: list[dict], *, model: str = "MoE", prompt: str = "points") -> float:
-    """Fraction of crops whose gate class (argmax: 0 general, i expert i) is their task."""
-    sel = [r for r in rows if r["model"] == model and r["prompt"] == prompt and "gate_class" in r]
-    return float(np.mean([r["gate_class"] == r["task"] for r in sel])) if sel else float("nan")
-
-
-def expert_use_rate(
-    rows: list[dict], *, task: int, model: str = "MoE", prompt: str = "points"
-) -> float:
-    """Fraction of crops of a task group (0 original, >0 new) on which the expert was mixed in."""
-    sel = [
-        r
-        for r in rows
-        if r["model"] == model
-        and r["prompt"] == prompt
-        and "used_expert" in r
-        and (r["task"] > 0) == (task > 0)
-    ]
-    return float(np.mean([r["used_expert"] for r in sel])) if sel else float("nan")
+    seed: int,
+    nsd_mm: float = 2.0,
+    desc: str = "evaluate",
+) -> list[dict]:
+    """Rows for every crop (see :func:`evaluate_crop`)."""
+    moe = moe.eval()
+    rows: list[dict] = []
+    for i, crop in enumerate(tqdm(crops, desc=desc, unit="crop", leave=False)):
+        rows += evaluate_crop(
+            moe, crop, i, groups=groups, taus=taus, clicks=clicks, seed=seed, nsd_mm=nsd_mm
+        )
+    return rows

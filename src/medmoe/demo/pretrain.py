@@ -1,57 +1,94 @@
 """Stage 1: pretrain a small SAM-Med3D (the ``tiny`` config) from scratch on the original tasks,
-with the interactive click simulation. The result plays the published model's role: the frozen
-general expert."""
+with the interactive click simulation, on the shared training engine. The result plays the
+published model's role: the frozen general expert."""
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-from tqdm.auto import tqdm
+import math
+import os
+import tempfile
+from pathlib import Path
 
-from medmoe.moe.data import Sample
+import torch
+from torch import Tensor
+
+from medmoe.data.training import InMemoryCrops, Sample
+from medmoe.moe.interactive import dice_ce_loss, interactive_loss
 from medmoe.sam3d import Sam3D, build_sam3d
-from medmoe.train.interactive import dice_ce_loss, interactive_loss
-from medmoe.train.schedule import lr_factor
+from medmoe.train.engine import LoopConfig, StepContext, fit, identity_collate
+
+
+class PretrainStep:
+    """The whole model (encoder included) on the interactive loss of each crop of a batch."""
+
+    def __init__(self, *, model: Sam3D, clicks: int, box_prob: float) -> None:
+        self.model = model
+        self.clicks = clicks
+        self.box_prob = box_prob
+        self.loss_fn = dice_ce_loss()
+
+    def __call__(self, batch: list[dict], ctx: StepContext) -> Tensor:
+        losses = []
+        for item in batch:
+            emb = self.model.image_encoder(item["image"].to(ctx.device)[None, None])
+            pe = self.model.prompt_encoder.get_dense_pe()
+
+            def decode(p, lab, box, mask_input, emb=emb, pe=pe):
+                return self.model.decode(
+                    emb,
+                    points=(p, lab) if p is not None else None,
+                    boxes=box,
+                    mask_input=mask_input,
+                    image_pe=pe,
+                )[0]
+
+            loss, _ = interactive_loss(
+                decode, item["label"], size=self.model.config.img_size, n_iter=self.clicks,
+                rng=ctx.rng, box_prob=self.box_prob, loss_fn=self.loss_fn, device=ctx.device,
+            )  # fmt: skip
+            losses.append(loss / self.clicks)
+        return torch.stack(losses).mean()
 
 
 def pretrain_general(
-    samples: list[Sample], *, steps: int, lr: float, clicks: int, box_prob: float, seed: int
+    samples: list[Sample],
+    *,
+    steps: int,
+    lr: float,
+    clicks: int,
+    box_prob: float,
+    seed: int,
+    run_dir: str | os.PathLike | None = None,
+    device: torch.device | str = "auto",
+    resume: bool = True,
 ) -> tuple[Sam3D, list[float]]:
+    """About ``steps`` optimizer steps (whole epochs over ``samples``, batch 1), AdamW with a
+    5 % linear warm-up then cosine decay, gradients clipped at norm 1. Returns the model and
+    the mean loss of each epoch. ``run_dir`` keeps the epoch checkpoints (resumable)."""
     torch.manual_seed(seed)
     model = build_sam3d("tiny").train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    warmup = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda s: min(1.0, (s + 1) / warmup) * lr_factor(s / steps, schedule="cosine"),
+    data = InMemoryCrops(samples)
+    loop = LoopConfig(
+        epochs=max(1, math.ceil(steps / len(data))),
+        schedule="cosine",
+        warmup_steps=max(1, steps // 20),
+        grad_clip=1.0,
+        seed=seed,
     )
-    loss_fn = dice_ce_loss()
-    order_rng = np.random.default_rng([seed, 1])
-    losses = []
-    bar = tqdm(range(steps), desc="pretrain general (tiny)", unit="step", leave=False)
-    for step in bar:
-        s = samples[int(order_rng.integers(len(samples)))]
-        rng = np.random.default_rng([seed, 2, step])
-        opt.zero_grad(set_to_none=True)
-        emb = model.image_encoder(torch.from_numpy(s.image)[None, None])
-        pe = model.prompt_encoder.get_dense_pe()
-
-        def decode(p, lab, box, mask_input, emb=emb, pe=pe):
-            return model.decode(
-                emb,
-                points=(p, lab) if p is not None else None,
-                boxes=box,
-                mask_input=mask_input,
-                image_pe=pe,
-            )[0]
-
-        loss, _ = interactive_loss(
-            decode, s.label, size=128, n_iter=clicks, rng=rng, box_prob=box_prob, loss_fn=loss_fn
+    with tempfile.TemporaryDirectory() as tmp:
+        history = fit(
+            model=model,
+            param_groups=[{"params": list(model.parameters()), "lr": lr}],
+            step=PretrainStep(model=model, clicks=clicks, box_prob=box_prob),
+            dataset=data,
+            loop=loop,
+            run_dir=Path(run_dir) if run_dir is not None else Path(tmp),
+            config={"lr": lr, "clicks": clicks, "box_prob": box_prob, "steps": steps},
+            device=device,
+            sync="allreduce",
+            collate=identity_collate,
+            weight_decay=1e-4,
+            resume=resume and run_dir is not None,
+            desc="pretrain general (tiny)",
         )
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss / clicks)
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-    return model.eval(), losses
+    return model.eval(), [h["loss"] for h in history]

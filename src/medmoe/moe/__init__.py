@@ -1,5 +1,13 @@
 """SAM-Med3D-MoE: task experts on a frozen SAM-Med3D, a gate, and the mask selector."""
 
+from medmoe.data.training import (
+    CropDataset,
+    LabelStore,
+    Sample,
+    build_crop_dataset,
+    iter_dataset_crops,
+    samples_from_dataset,
+)
 from medmoe.moe.bundle import (
     add_expert,
     load_moe_bundle,
@@ -8,15 +16,27 @@ from medmoe.moe.bundle import (
     save_moe_bundle,
 )
 from medmoe.moe.cache import EmbeddingCache
-from medmoe.moe.data import Sample, samples_from_dataset
 from medmoe.moe.expert import ExpertInfo, load_expert, save_expert
 from medmoe.moe.gate import Gate, GateConfig
 from medmoe.moe.model import MoEOutput, MoESam3D
 from medmoe.moe.predictor import MoEPrediction, MoEPredictor
 from medmoe.moe.selector import Routing, expert_weight, route, select_masks
-from medmoe.moe.train import ExpertTrainConfig, MoETrainConfig, choose_tau, train_expert, train_moe
+from medmoe.moe.train import (
+    ExpertTrainConfig,
+    MoETrainConfig,
+    prepare_crops,
+    train_expert,
+    train_moe,
+)
+from medmoe.moe.validate import choose_tau, routing_accuracy
 
 __all__ = [
+    "CropDataset",
+    "LabelStore",
+    "build_crop_dataset",
+    "iter_dataset_crops",
+    "prepare_crops",
+    "routing_accuracy",
     "EmbeddingCache",
     "ExpertInfo",
     "ExpertTrainConfig",

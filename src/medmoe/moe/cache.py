@@ -20,7 +20,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from medmoe.errors import InputError
 from medmoe.utils.files import atomic_write
+
+
+def _device_of(encoder) -> torch.device:
+    params = getattr(encoder, "parameters", None)
+    first = next(iter(params()), None) if callable(params) else None
+    return first.device if first is not None else torch.device("cpu")
 
 
 def _digest(t: Tensor) -> str:
@@ -29,10 +36,17 @@ def _digest(t: Tensor) -> str:
 
 class EmbeddingCache:
     def __init__(
-        self, *, root: str | os.PathLike, base_sha256: str, encoder: Callable[[Tensor], Tensor]
+        self,
+        *,
+        root: str | os.PathLike,
+        base_sha256: str,
+        encoder: Callable[[Tensor], Tensor],
+        device: torch.device | str | None = None,
     ) -> None:
+        """``device``: where ``encoder`` runs (default: where its parameters are, else CPU)."""
         self.root = Path(root) / base_sha256[:16]
         self.encoder = encoder
+        self.device = torch.device(device) if device is not None else _device_of(encoder)
         self.encoder_calls = 0
         self.repaired = 0
 
@@ -57,15 +71,25 @@ class EmbeddingCache:
             return None
         return emb
 
-    def get(self, key: str, image: np.ndarray | Callable[[], np.ndarray]) -> Tensor:
-        """The ``(1, C, n, n, n)`` embedding of ``image`` (or of ``image()``), from disk if cached."""
+    def has(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    @torch.no_grad()
+    def encode(self, volume: np.ndarray) -> Tensor:
+        """Run the encoder on one ``(128,128,128)`` volume, on the encoder's device."""
+        x = torch.as_tensor(np.asarray(volume, dtype=np.float32), device=self.device)[None, None]
+        return self.encoder(x)
+
+    def get(self, key: str, image: np.ndarray | Callable[[], np.ndarray] | None) -> Tensor:
+        """The ``(1, C, n, n, n)`` CPU embedding of ``image`` (or of ``image()``), from disk if
+        cached. ``image=None`` only reads: a missing entry is an error."""
         emb = self._read(key)
         if emb is not None:
             return emb
+        if image is None:
+            raise InputError(f"embedding cache {self.root} has no valid entry for crop {key!r}")
         volume = image() if callable(image) else image
-        x = torch.as_tensor(np.asarray(volume, dtype=np.float32))[None, None]
-        with torch.no_grad():
-            emb = self.encoder(x).detach().float().cpu().contiguous()
+        emb = self.encode(volume).detach().float().cpu().contiguous()
         self.encoder_calls += 1
         self.root.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.path(key)) as tmp:

@@ -1,4 +1,6 @@
-"""The interactive training loss shared by pretraining, expert finetuning and gate training.
+"""The interactive (click-simulation) training loss of SAM-Med3D: expert finetuning, gate
+training and the demo's pretraining. It lives beside the MoE, not in the generic training
+engine, because it is SAM-specific and needs the evaluation protocol's click rules.
 
 One step simulates a short interactive session on one crop: the first prompt comes from the
 ground truth (a click inside it, or its bounding box), every later click is placed on the
@@ -39,13 +41,11 @@ def interactive_loss(
     box_prob: float = 0.0,
     loss_fn: torch.nn.Module | None = None,
     device: torch.device | str = "cpu",
-    backward_each: bool = False,
-) -> tuple[float, np.ndarray]:
-    """Run ``n_iter`` click iterations; returns ``(summed loss value, final mask)``.
+) -> tuple[Tensor, np.ndarray]:
+    """Run ``n_iter`` click iterations; returns ``(summed loss, final mask)``.
 
-    With ``backward_each`` every iteration's loss is back-propagated at once (the iterations are
-    independent graphs because the fed-back logits are detached), which DDP needs; otherwise the
-    summed loss is back-propagated once at the end.
+    The loss is a graph for the caller (the training engine) to back-propagate once: the
+    iterations share the image embedding's graph, and the fed-back logits are detached.
     """
     loss_fn = loss_fn or dice_ce_loss()
     gt = np.asarray(label, dtype=bool)
@@ -63,7 +63,7 @@ def interactive_loss(
         points.append(c.point)
         labels.append(c.label)
     low = None
-    total: Tensor | float = 0.0
+    total: Tensor | None = None
     mask = np.zeros_like(gt)
     for it in range(n_iter):
         if it > 0:
@@ -79,15 +79,8 @@ def interactive_loss(
         extra = 0.0
         if isinstance(low, tuple):
             low, extra = low
-        logits = F.interpolate(low, size=(size,) * 3, mode="trilinear", align_corners=False)
-        loss = loss_fn(logits.float(), target) + extra
-        if backward_each:
-            loss.backward()
-            total = total + float(loss.detach())
-        else:
-            total = total + loss
+        logits = F.interpolate(low.float(), size=(size,) * 3, mode="trilinear", align_corners=False)
+        loss = loss_fn(logits, target) + extra
+        total = loss if total is None else total + loss
         mask = (logits.detach()[0, 0] > 0).cpu().numpy()
-    if not backward_each:
-        total.backward()
-        total = float(total.detach())
-    return float(total), mask
+    return total, mask

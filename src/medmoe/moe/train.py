@@ -1,10 +1,11 @@
-"""Expert finetuning (SFT) and gate training for SAM-Med3D-MoE.
+"""Expert finetuning (SFT) and gate training for SAM-Med3D-MoE, on the shared training engine.
 
-Both train from the embedding cache, so the frozen image encoder runs once per crop. Both run
-unchanged under ``torchrun`` (DDP: gloo on CPU, NCCL on CUDA; each rank takes every
-``world_size``-th sample), use bf16 autocast on CUDA, write an atomic checkpoint every epoch and
-resume from the last one. Shuffling and click simulation draw from generators seeded by
-``(seed, epoch, step)``, so a resumed run repeats an uninterrupted one exactly on CPU.
+Both read their crops lazily from a :class:`~medmoe.data.training.CropDataset` (embeddings from
+the cache, labels from disk), so the frozen image encoder runs once per crop and memory is
+bounded by the batch. What is specific here is the step: the interactive click loss
+(:mod:`medmoe.moe.interactive`) on each crop of a batch, plus the gate's cross-entropy on its
+logits for gate training. Under torchrun the gradients of every trainable parameter (the gate,
+and the experts with ``update_top1_expert``) are averaged once per optimizer step.
 """
 
 from __future__ import annotations
@@ -16,25 +17,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+import torch.nn.functional as F
+from torch import Tensor, nn
 
+from medmoe.data.training import CropDataset, LabelStore, build_crop_dataset
 from medmoe.errors import InputError
-from medmoe.moe.cache import EmbeddingCache
-from medmoe.moe.data import Sample
 from medmoe.moe.expert import ExpertInfo, save_expert
 from medmoe.moe.gate import Gate, GateConfig
+from medmoe.moe.interactive import dice_ce_loss, interactive_loss
 from medmoe.moe.model import MoESam3D
 from medmoe.moe.selector import DEFAULT_TAU
+from medmoe.moe.validate import choose_tau, one_click_dice, routing_accuracy
 from medmoe.sam3d import MaskDecoder3D, Sam3D
 from medmoe.train import distributed as dist_utils
-from medmoe.train.amp import autocast
-from medmoe.train.checkpoint import (
-    checkpoint_path,
-    latest_checkpoint,
-    load_training_state,
-    save_training_state,
-)
-from medmoe.train.interactive import dice_ce_loss, interactive_loss
+from medmoe.train.engine import LoopConfig, StepContext, fit, identity_collate
 
 TAU_GRID = tuple(round(0.05 * i, 2) for i in range(20))
 
@@ -44,10 +40,14 @@ class ExpertTrainConfig:
     epochs: int = 10
     lr: float = 1e-4
     weight_decay: float = 1e-4
-    clicks: int = 3  # click iterations per step, each adding to the loss
-    box_prob: float = 0.5  # fraction of steps prompted by a box (the model must be box-capable)
+    batch_size: int = 4  # crops per optimizer step (per process)
+    clicks: int = 3  # click iterations per crop, each adding to the loss
+    box_prob: float = 0.5  # fraction of crops prompted by a box (the model must be box-capable)
     val_fraction: float = 0.2
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_common(self)
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,9 @@ class MoETrainConfig:
     lr_gate: float = 1e-6  # the paper's values
     lr_expert: float = 1e-4
     weight_decay: float = 1e-4
-    update_top1_expert: bool = (
-        False  # the paper updates the top-1 expert; medmoe defaults to frozen
-    )
+    update_top1_expert: bool = False  # the paper updates the top-1 expert; default: frozen
     ce_weight: float = 1.0
+    batch_size: int = 4
     clicks: int = 1
     box_prob: float = 0.5
     val_fraction: float = 0.2
@@ -69,150 +68,178 @@ class MoETrainConfig:
     weighting: str = "s_top"
     gate: dict = field(default_factory=dict)  # GateConfig overrides (num_heads, mlp_dim, ...)
 
+    def __post_init__(self) -> None:
+        _check_common(self)
+        if self.tau is not None and not 0.0 <= self.tau < 1.0:
+            raise InputError(f"tau must be in [0, 1), got {self.tau}")
 
-def split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """A seeded split that keeps every task in both parts when it has >= 2 samples."""
+
+def _check_common(cfg) -> None:
+    lrs = [getattr(cfg, n) for n in ("lr", "lr_gate", "lr_expert") if hasattr(cfg, n)]
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.clicks < 1:
+        raise InputError("epochs, batch size and clicks must be >= 1")
+    if any(not lr > 0 for lr in lrs) or cfg.weight_decay < 0:
+        raise InputError(f"learning rates must be > 0 and weight decay >= 0, got {lrs}")
+    if not 0.0 <= cfg.box_prob <= 1.0 or not 0.0 <= cfg.val_fraction < 1.0:
+        raise InputError("box_prob must be in [0, 1] and val_fraction in [0, 1)")
+
+
+def split(data: CropDataset, fraction: float, seed: int) -> tuple[CropDataset, CropDataset]:
+    """A seeded split that keeps every task in both parts when it has >= 2 crops."""
     rng = np.random.default_rng(seed)
     train, val = [], []
-    for task in sorted({s.task for s in samples}):
-        group = [s for s in samples if s.task == task]
+    tasks = [r.task for r in data.records]
+    for task in sorted(set(tasks)):
+        group = [i for i, t in enumerate(tasks) if t == task]
         order = rng.permutation(len(group))
         n_val = int(round(len(group) * fraction)) if len(group) > 1 else 0
         val += [group[i] for i in order[:n_val]]
         train += [group[i] for i in order[n_val:]]
-    return train, val
+    return data.subset(sorted(train)), data.subset(sorted(val))
 
 
-def _rank_order(n: int, *, seed: int, epoch: int, ctx) -> list[int]:
-    order = np.random.default_rng([seed, epoch]).permutation(n)
-    usable = (n // ctx.world_size) * ctx.world_size  # equal step counts on every rank
-    if usable == 0:
-        raise InputError(f"{n} training samples cannot be split over {ctx.world_size} processes")
-    return [int(i) for i in order[:usable][ctx.rank :: ctx.world_size]]
+class ClickStep:
+    """The interactive loss of every crop of a batch (a list of crop dicts), averaged.
+
+    ``decoder_for(embedding, item, ctx)`` returns the function the click loop calls:
+    ``decode(points, labels, box, mask_input) -> logits`` or ``(logits, extra_loss)``.
+    """
+
+    wrapped: nn.Module | None = None  # set by the engine (the module under DDP, if any)
+
+    def __init__(self, *, base: Sam3D, clicks: int, box_prob: float) -> None:
+        self.base = base
+        self.clicks = clicks
+        self.box_prob = box_prob if base.prompt_encoder.supports_boxes else 0.0
+        self.loss_fn = dice_ce_loss()
+
+    def decoder_for(self, emb: Tensor, item: dict, ctx: StepContext):
+        raise NotImplementedError
+
+    def __call__(self, batch: list[dict], ctx: StepContext) -> Tensor:
+        losses = []
+        for item in batch:
+            emb = item["embedding"].to(ctx.device, non_blocking=True)[None]
+            loss, _ = interactive_loss(
+                self.decoder_for(emb, item, ctx),
+                item["label"],
+                size=self.base.config.img_size,
+                n_iter=self.clicks,
+                rng=ctx.rng,
+                box_prob=self.box_prob,
+                loss_fn=self.loss_fn,
+                device=ctx.device,
+            )
+            losses.append(loss)
+        return torch.stack(losses).mean()
 
 
-def _resume(run_dir: Path, model, optimizer, resume: bool) -> int:
-    last = latest_checkpoint(run_dir) if resume else None
-    if last is None:
-        return 0
-    return load_training_state(last, model=model, optimizer=optimizer).epoch + 1
+class ExpertStep(ClickStep):
+    """Finetunes ``self.wrapped`` (a copy of the general mask decoder)."""
+
+    def decoder_for(self, emb, item, ctx):
+        pe = self.base.prompt_encoder.get_dense_pe()
+
+        def decode(pts, lab, box, mask_input):
+            points = (pts, lab) if pts is not None else None
+            return self.base.decode(
+                emb, points=points, boxes=box, mask_input=mask_input, image_pe=pe,
+                decoder=self.wrapped,
+            )[0]  # fmt: skip
+
+        return decode
 
 
-def _decode_fn(base: Sam3D, emb, image_pe, decoder):
-    def decode(pts, lab, box, mask_input):
-        points = (pts, lab) if pts is not None else None
-        return base.decode(
-            emb, points=points, boxes=box, mask_input=mask_input, image_pe=image_pe, decoder=decoder
-        )[0]
+class GateStep(ClickStep):
+    """Trains the gate (and the top-1 expert if it is trainable): the selected mask's
+    interactive loss plus ``ce_weight`` times the gate's cross-entropy against the crop's
+    task, on the gate's logits."""
 
-    return decode
+    def __init__(self, *, moe: MoESam3D, config: MoETrainConfig) -> None:
+        super().__init__(base=moe.base, clicks=config.clicks, box_prob=config.box_prob)
+        self.moe = moe
+        self.ce_weight = config.ce_weight
+        self.tau = config.tau if config.tau is not None else DEFAULT_TAU
+
+    def decoder_for(self, emb, item, ctx):
+        pe = self.base.prompt_encoder.get_dense_pe()
+        target = torch.tensor([item["task"]], device=ctx.device)
+
+        def decode(pts, lab, box, mask_input):
+            out = self.moe.decode(
+                emb, points=(pts, lab) if pts is not None else None, boxes=box,
+                mask_input=mask_input, image_pe=pe, tau=self.tau, gate=self.wrapped,
+            )  # fmt: skip
+            ce = F.cross_entropy(out.gate_logits.float(), target)
+            return out.low_res_logits, self.ce_weight * ce
+
+        return decode
 
 
-@torch.no_grad()
-def _eval_dice(predict_low, samples: list[Sample], size: int) -> list[float]:
-    """Dice of a 1-click (deepest point of the label) prediction on each sample."""
-    from medmoe.eval.clicks import first_click
-    from medmoe.eval.metrics import dice
+def prepare_crops(samples, *, cache, device: torch.device | str = "auto") -> CropDataset:
+    """Encode ``samples`` (an iterable of :class:`~medmoe.data.training.Sample`, consumed one
+    at a time) into ``cache``, labels beside it; under torchrun the processes share the work."""
+    ctx = dist_utils.init_distributed(device=device)
+    labels = LabelStore(root=cache.root / "labels")
+    data = build_crop_dataset(
+        samples, cache=cache, labels=labels, rank=ctx.rank, world_size=ctx.world_size
+    )
+    dist_utils.barrier(ctx)
+    return data
 
-    out = []
-    for s in samples:
-        c = first_click(s.label, method="center")
-        pts = torch.as_tensor(c.point, dtype=torch.float32)[None, None]
-        lab = torch.ones(1, 1, dtype=torch.long)
-        low = predict_low(s, pts, lab)
-        up = torch.nn.functional.interpolate(low.float(), size=(size,) * 3, mode="trilinear")
-        out.append(dice(up[0, 0].numpy() > 0, s.label))
-    return out
+
+def _frozen(base: Sam3D, device: torch.device) -> Sam3D:
+    base = base.to(device).eval()
+    for p in base.parameters():
+        p.requires_grad_(False)
+    return base
 
 
 def train_expert(
     *,
     base: Sam3D,
     base_sha256: str,
-    samples: list[Sample],
+    data: CropDataset,
     name: str,
     labels: list[str],
     out_dir: str | os.PathLike,
-    cache: EmbeddingCache,
     config: ExpertTrainConfig = ExpertTrainConfig(),
     resume: bool = False,
     progress: bool = True,
+    device: torch.device | str = "auto",
 ) -> Path:
     """Finetune a copy of the base's mask decoder on one task; write the expert artifact."""
-    ctx = dist_utils.init_distributed()
+    ctx = dist_utils.init_distributed(device=device)
     out_dir = Path(out_dir)
-    run_dir = out_dir / "checkpoints"
-    base = base.to(ctx.device).eval()
-    for p in base.parameters():
-        p.requires_grad_(False)
-    decoder = copy.deepcopy(base.mask_decoder).train()
-    for p in decoder.parameters():
-        p.requires_grad_(True)
-    train, val = split(samples, config.val_fraction, config.seed)
-    optimizer = torch.optim.AdamW(
-        decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    base = _frozen(base, ctx.device)
+    decoder = copy.deepcopy(base.mask_decoder).train().requires_grad_(True)
+    train, val = split(data, config.val_fraction, config.seed)
+    fit(
+        model=decoder,
+        param_groups=[{"params": list(decoder.parameters()), "lr": config.lr}],
+        step=ExpertStep(base=base, clicks=config.clicks, box_prob=config.box_prob),
+        dataset=train,
+        loop=LoopConfig(epochs=config.epochs, batch_size=config.batch_size, seed=config.seed),
+        run_dir=out_dir / "checkpoints",
+        config=asdict(config),
+        device=ctx.device,
+        sync="allreduce",
+        collate=identity_collate,
+        weight_decay=config.weight_decay,
+        resume=resume,
+        progress=progress,
+        desc=f"expert {name}",
     )
-    start = _resume(run_dir, decoder, optimizer, resume)
-    wrapped = dist_utils.wrap_model(decoder, ctx)
-    loss_fn = dice_ce_loss()
-    image_pe = base.prompt_encoder.get_dense_pe()
-    size = base.config.img_size
-    box_prob = config.box_prob if base.prompt_encoder.supports_boxes else 0.0
-    for epoch in range(start, config.epochs):
-        order = _rank_order(len(train), seed=config.seed, epoch=epoch, ctx=ctx)
-        losses = []
-        for step, i in enumerate(
-            tqdm(
-                order,
-                desc=f"expert {name} epoch {epoch + 1}/{config.epochs}",
-                disable=not (progress and ctx.is_main),
-                leave=False,
-            )
-        ):
-            s = train[i]
-            emb = cache.get(s.key, s.image).to(ctx.device)
-            rng = np.random.default_rng([config.seed, epoch, step, ctx.rank])
-            optimizer.zero_grad(set_to_none=True)
-            with autocast(ctx.device):
-                loss, _ = interactive_loss(
-                    _decode_fn(base, emb, image_pe, wrapped),
-                    s.label,
-                    size=size,
-                    n_iter=config.clicks,
-                    rng=rng,
-                    box_prob=box_prob,
-                    loss_fn=loss_fn,
-                    device=ctx.device,
-                    backward_each=True,
-                )
-            optimizer.step()
-            losses.append(loss)
-        if ctx.is_main:
-            save_training_state(
-                checkpoint_path(run_dir, epoch),
-                model=decoder,
-                optimizer=optimizer,
-                epoch=epoch,
-                step=len(order),
-                config=asdict(config),
-                extra={"loss": float(np.mean(losses))},
-            )
-        dist_utils.barrier(ctx)
-    decoder.eval()
-    val_dice = None
-    if val and ctx.is_main:
-        dices = _eval_dice(
-            lambda s, pts, lab: base.decode(
-                cache.get(s.key, s.image).to(ctx.device),
-                points=(pts, lab),
-                image_pe=image_pe,
-                decoder=decoder,
-            )[0],
-            val,
-            size,
-        )
-        val_dice = float(np.mean(dices))
     if ctx.is_main:
+        val_dice = None
+        if len(val):
+            dices = one_click_dice(
+                lambda emb, pts, lab: base.decode(emb, points=(pts, lab), decoder=decoder)[0],
+                val,
+                size=base.config.img_size,
+                device=ctx.device,
+            )
+            val_dice = float(np.mean(dices))
         info = ExpertInfo(
             name=name,
             labels=list(labels),
@@ -222,61 +249,43 @@ def train_expert(
             val_dice=val_dice,
         )
         save_expert(out_dir, decoder=decoder, info=info)
+    dist_utils.dump_rank_weights(decoder, out_dir, "expert", ctx)
     dist_utils.barrier(ctx)
     return out_dir
 
 
-def _moe_output(moe: MoESam3D, emb, image_pe, s: Sample, tau: float, gate=None):
-    from medmoe.eval.clicks import first_click
-
-    c = first_click(s.label, method="center")
-    pts = torch.as_tensor(c.point, dtype=torch.float32)[None, None]
-    return moe.decode(
-        emb, points=(pts, torch.ones(1, 1, dtype=torch.long)), image_pe=image_pe, tau=tau, gate=gate
+def build_moe(
+    *, base: Sam3D, experts: dict[str, MaskDecoder3D], config: MoETrainConfig, seed: int
+) -> MoESam3D:
+    """A MoE with a freshly initialised gate (seeded), the experts trainable only if the
+    config updates the top-1 expert."""
+    torch.manual_seed(seed)
+    gate = Gate(
+        config=GateConfig(embed_dim=base.config.prompt_dim, num_experts=len(experts), **config.gate)
     )
+    tau = config.tau if config.tau is not None else DEFAULT_TAU  # an explicit 0 stays 0
+    moe = MoESam3D(base=base, experts=experts, gate=gate, tau=tau, weighting=config.weighting)
+    moe.experts.requires_grad_(config.update_top1_expert)
+    return moe
 
 
-@torch.no_grad()
-def choose_tau(
-    moe: MoESam3D, samples: list[Sample], cache: EmbeddingCache, grid
-) -> tuple[float, dict]:
-    """The tau of ``grid`` that maximises the mean over {original tasks, new tasks} of mean Dice,
-    measured with one click on the validation samples. Returns ``(tau, {tau: score})``."""
-    from medmoe.eval.metrics import dice
+def _moe_param_groups(moe: MoESam3D, config: MoETrainConfig) -> list[dict]:
+    groups = [{"params": list(moe.gate.parameters()), "lr": config.lr_gate}]
+    if config.update_top1_expert:
+        groups.append({"params": list(moe.experts.parameters()), "lr": config.lr_expert})
+    return groups
 
-    image_pe = moe.base.prompt_encoder.get_dense_pe()
-    size = moe.base.config.img_size
-    cached = []
-    for s in samples:
-        out = _moe_output(moe, cache.get(s.key, s.image), image_pe, s, tau=-1.0)  # expert always on
-        gen = torch.nn.functional.interpolate(
-            out.general_low_res_logits.float(), size=(size,) * 3, mode="trilinear"
-        )
-        mix = torch.nn.functional.interpolate(
-            out.low_res_logits.float(), size=(size,) * 3, mode="trilinear"
-        )
-        cached.append(
-            (
-                s,
-                float(out.routing.s_top[0]),
-                dice(gen[0, 0].numpy() > 0, s.label),
-                dice(mix[0, 0].numpy() > 0, s.label),
-            )
-        )
-    scores = {}
-    for tau in grid:
-        groups: dict[bool, list[float]] = {False: [], True: []}
-        for s, s_top, d_gen, d_mix in cached:
-            groups[s.task > 0].append(d_mix if s_top > tau else d_gen)
-        means = [float(np.mean(v)) for v in groups.values() if v]
-        scores[float(tau)] = float(np.mean(means)) if means else 0.0
-    # ties (within 1e-3 Dice, i.e. noise on a small validation split) go to the tau closest to
-    # the paper's default 0.5, not to an extreme of a plateau
-    top = max(scores.values())
-    best = min(
-        (t for t, v in scores.items() if v >= top - 1e-3), key=lambda t: (abs(t - DEFAULT_TAU), t)
-    )
-    return best, scores
+
+def _validate_moe(moe: MoESam3D, val: CropDataset, config: MoETrainConfig, device) -> dict:
+    """Choose tau on the validation crops (unless fixed) and measure routing accuracy."""
+    moe.eval()
+    report: dict = {}
+    if config.tau is None and len(val):
+        moe.tau, report["tau_scores"] = choose_tau(moe, val, config.tau_grid, device=device)
+    report["tau"] = moe.tau
+    if len(val):
+        report["routing_accuracy"] = routing_accuracy(moe, val, device=device)
+    return report
 
 
 def train_moe(
@@ -284,118 +293,45 @@ def train_moe(
     base: Sam3D,
     base_sha256: str,
     experts: dict[str, MaskDecoder3D],
-    samples: list[Sample],
+    data: CropDataset,
     out_dir: str | os.PathLike,
-    cache: EmbeddingCache,
     config: MoETrainConfig = MoETrainConfig(),
     resume: bool = False,
     progress: bool = True,
     base_checkpoint: str | os.PathLike | None = None,
     expert_dirs: dict[str, Path] | None = None,
+    device: torch.device | str = "auto",
 ) -> tuple[MoESam3D, dict]:
     """Train the gate (and optionally the top-1 expert); pick tau; write the bundle if asked."""
-    ctx = dist_utils.init_distributed()
+    ctx = dist_utils.init_distributed(device=device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    run_dir = out_dir / "checkpoints"
-    torch.manual_seed(config.seed)
-    gate = Gate(
-        config=GateConfig(embed_dim=base.config.prompt_dim, num_experts=len(experts), **config.gate)
+    moe = build_moe(
+        base=_frozen(base, ctx.device), experts=experts, config=config, seed=config.seed
     )
-    moe = MoESam3D(
-        base=base,
-        experts=experts,
-        gate=gate,
-        tau=config.tau or DEFAULT_TAU,
-        weighting=config.weighting,
-    ).to(ctx.device)
-    for p in moe.experts.parameters():
-        p.requires_grad_(config.update_top1_expert)
-    groups = [{"params": list(gate.parameters()), "lr": config.lr_gate}]
-    if config.update_top1_expert:
-        groups.append({"params": list(moe.experts.parameters()), "lr": config.lr_expert})
-    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    train, val = split(samples, config.val_fraction, config.seed)
-    trainable = torch.nn.ModuleDict({"gate": gate, "experts": moe.experts})
-    start = _resume(run_dir, trainable, optimizer, resume)
-    wrapped_gate = dist_utils.wrap_model(gate, ctx)
-    loss_fn = dice_ce_loss()
-    image_pe = base.prompt_encoder.get_dense_pe()
-    size = base.config.img_size
-    box_prob = config.box_prob if base.prompt_encoder.supports_boxes else 0.0
-    tau_train = config.tau if config.tau is not None else DEFAULT_TAU
-    for epoch in range(start, config.epochs):
-        order = _rank_order(len(train), seed=config.seed, epoch=epoch, ctx=ctx)
-        losses = []
-        moe.train()
-        for step, i in enumerate(
-            tqdm(
-                order,
-                desc=f"gate epoch {epoch + 1}/{config.epochs}",
-                disable=not (progress and ctx.is_main),
-                leave=False,
-            )
-        ):
-            s = train[i]
-            emb = cache.get(s.key, s.image).to(ctx.device)
-            rng = np.random.default_rng([config.seed, epoch, step, ctx.rank])
-            target = torch.tensor([s.task], device=ctx.device)
-            optimizer.zero_grad(set_to_none=True)
-
-            def decode(pts, lab, box, mask_input, emb=emb, target=target):
-                points = (pts, lab) if pts is not None else None
-                out = moe.decode(
-                    emb,
-                    points=points,
-                    boxes=box,
-                    mask_input=mask_input,
-                    image_pe=image_pe,
-                    tau=tau_train,
-                    gate=wrapped_gate,
-                )
-                ce = torch.nn.functional.nll_loss(torch.log(out.gate_probs + 1e-8), target)
-                return out.low_res_logits, config.ce_weight * ce
-
-            with autocast(ctx.device):
-                loss, _ = interactive_loss(
-                    decode,
-                    s.label,
-                    size=size,
-                    n_iter=config.clicks,
-                    rng=rng,
-                    box_prob=box_prob,
-                    loss_fn=loss_fn,
-                    device=ctx.device,
-                    backward_each=True,
-                )
-            if ctx.distributed and config.update_top1_expert:
-                for p in moe.experts.parameters():  # only the top-1 expert has a gradient
-                    if p.grad is None:
-                        p.grad = torch.zeros_like(p)
-                    dist_utils.all_reduce_mean(p.grad, ctx)
-            optimizer.step()
-            losses.append(loss)
-        if ctx.is_main:
-            save_training_state(
-                checkpoint_path(run_dir, epoch),
-                model=trainable,
-                optimizer=optimizer,
-                epoch=epoch,
-                step=len(order),
-                config=_jsonable(asdict(config)),
-                extra={"loss": float(np.mean(losses))},
-            )
-        dist_utils.dump_rank_weights(gate, out_dir, "gate", ctx)
-        dist_utils.barrier(ctx)
-    moe.eval()
-    report: dict = {}
-    if config.tau is None and val:
-        tau, scores = choose_tau(moe, val, cache, config.tau_grid)
-        moe.tau = tau
-        report["tau_scores"] = scores
-    report["tau"] = moe.tau
-    if val:
-        report["routing_accuracy"] = routing_accuracy(moe, val, cache)
+    moe.to(ctx.device)
+    trainable = nn.ModuleDict({"gate": moe.gate, "experts": moe.experts})
+    train, val = split(data, config.val_fraction, config.seed)
+    moe.train()
+    fit(
+        model=trainable,
+        param_groups=_moe_param_groups(moe, config),
+        step=GateStep(moe=moe, config=config),
+        ddp_module=moe.gate,
+        dataset=train,
+        loop=LoopConfig(epochs=config.epochs, batch_size=config.batch_size, seed=config.seed),
+        run_dir=out_dir / "checkpoints",
+        config=asdict(config),
+        device=ctx.device,
+        sync="allreduce",
+        collate=identity_collate,
+        weight_decay=config.weight_decay,
+        resume=resume,
+        progress=progress,
+        desc="gate",
+    )
+    dist_utils.dump_rank_weights(trainable, out_dir, "gate", ctx)
+    report = _validate_moe(moe, val, config, ctx.device)
     if ctx.is_main and base_checkpoint is not None:
         from medmoe.moe.bundle import save_moe_bundle
 
@@ -405,23 +341,7 @@ def train_moe(
             base_checkpoint=base_checkpoint,
             base_sha256=base_sha256,
             expert_dirs=expert_dirs or {},
-            train_report={**report, "config": _jsonable(asdict(config))},
+            train_report={**report, "config": asdict(config)},
         )
     dist_utils.barrier(ctx)
     return moe, report
-
-
-@torch.no_grad()
-def routing_accuracy(moe: MoESam3D, samples: list[Sample], cache: EmbeddingCache) -> float:
-    """Fraction of samples whose gate class (argmax over the m + 1 outputs: 0 = no specific
-    expert, i = expert i) is their task."""
-    image_pe = moe.base.prompt_encoder.get_dense_pe()
-    good = 0
-    for s in samples:
-        out = _moe_output(moe, cache.get(s.key, s.image), image_pe, s, tau=moe.tau)
-        good += int(int(out.gate_probs[0].argmax()) == s.task)
-    return good / max(len(samples), 1)
-
-
-def _jsonable(d: dict) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}

@@ -1,4 +1,5 @@
-"""Training utilities shared by every trainer: DDP setup, AMP, atomic checkpoints with resume."""
+"""The training engine shared by every trainer (:func:`fit`), with DDP setup, AMP and atomic
+checkpoints with resume."""
 
 from medmoe.train.amp import autocast
 from medmoe.train.checkpoint import (
@@ -9,16 +10,21 @@ from medmoe.train.checkpoint import (
 )
 from medmoe.train.distributed import (
     DistContext,
-    all_reduce_mean,
+    all_reduce_grads,
     cleanup,
     init_distributed,
     wrap_model,
 )
+from medmoe.train.engine import LoopConfig, StepContext, fit, identity_collate
 
 __all__ = [
+    "LoopConfig",
+    "StepContext",
+    "fit",
+    "identity_collate",
     "DistContext",
     "TrainingState",
-    "all_reduce_mean",
+    "all_reduce_grads",
     "autocast",
     "cleanup",
     "init_distributed",

@@ -1,7 +1,7 @@
 """Training checkpoints: written atomically every epoch, read back with ``weights_only=True``.
 
-A checkpoint holds the model and optimizer state dicts, the epoch and step counters, the resolved
-config (a JSON-able dict) and the RNG states, so that a resumed run continues exactly where an
+A checkpoint holds the model and optimizer state dicts (the engine adds the scheduler's), the epoch and step counters, the resolved
+config (a JSON-able dict) and the RNG states (CPU, CUDA, numpy, Python), so that a resumed run continues exactly where an
 uninterrupted one would have been.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medmoe.errors import CheckpointError
+from medmoe.errors import CheckpointError, first_line
 from medmoe.train.distributed import unwrap
 from medmoe.utils.files import atomic_write
 
@@ -38,6 +38,7 @@ def _rng_state() -> dict[str, Any]:
         "python_pos": random.getstate()[2],
         "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
         "numpy_pos": int(np_state[2]),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
 
 
@@ -46,6 +47,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((3, tuple(state["python"]), state["python_pos"]))
     keys = state["numpy_keys"].numpy().astype(np.uint32)
     np.random.set_state(("MT19937", keys, state["numpy_pos"], 0, 0.0))
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def save_training_state(
@@ -85,8 +89,7 @@ def load_training_state(
         payload = torch.load(path, map_location="cpu", weights_only=True)
         unwrap(model).load_state_dict(payload["model"], strict=True)
     except Exception as err:  # unpickling refusals, truncated zips, missing keys, shape errors
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"cannot resume from {path}: {first}") from None
+        raise CheckpointError(f"cannot resume from {path}: {first_line(err)}") from None
     if optimizer is not None and payload.get("optimizer") is not None:
         optimizer.load_state_dict(payload["optimizer"])
     if restore_rng and "rng" in payload:

@@ -28,21 +28,24 @@ class DistContext:
         return self.world_size > 1
 
 
-def init_distributed(*, device: str | None = None) -> DistContext:
+def init_distributed(*, device: str | torch.device | None = "auto") -> DistContext:
     """Initialise from the ``torchrun`` environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``).
 
-    Without those variables this is a plain single-process run. ``device`` forces ``"cpu"`` or
-    ``"cuda"``; by default CUDA is used when available.
+    Without those variables this is a plain single-process run. ``device`` is a ``--device``
+    value (``auto``, ``cpu``, ``cuda``, ``cuda:N``); under torchrun with CUDA each process takes
+    the GPU of its ``LOCAL_RANK``.
     """
-    use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
+    from medmoe.utils.device import resolve_device
+
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device)
+    use_cuda = dev.type == "cuda"
     if use_cuda:
-        torch.cuda.set_device(local)
-        dev = torch.device("cuda", local)
-    else:
-        dev = torch.device("cpu")
+        if world > 1:
+            dev = torch.device("cuda", local)
+        torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return DistContext(rank=rank, world_size=world, local_rank=local, device=dev)
@@ -69,13 +72,23 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-def all_reduce_mean(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
-    """Mean of ``tensor`` over all processes (a copy; the input is unchanged)."""
-    out = tensor.detach().clone()
-    if ctx.distributed:
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        out /= ctx.world_size
-    return out
+def all_reduce_grads(module: nn.Module, ctx: DistContext) -> None:
+    """Average, in place, the gradient of every trainable parameter over all processes (a
+    parameter without a gradient on some rank counts as a zero gradient there)."""
+    if not ctx.distributed:
+        return
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= ctx.world_size
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+        offset += n
 
 
 def broadcast_buffers(module: nn.Module, ctx: DistContext) -> None:
