@@ -101,16 +101,55 @@ class MaskDecoder3D(nn.Module):
         pos = image_pe.expand(bs, -1, -1, -1, -1)
         b, c, x, y, z = src.shape
 
-        hs, src = self.transformer(src, pos, tokens)
+        hs, src = self.transformer(src, pos, tokens)  # src: (B, X*Y*Z, C) image tokens
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
 
         wanted = range(1, self.num_mask_tokens) if multimask_output else range(1)
-        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, x, y, z))
         hyper = torch.stack(
             [self.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in wanted], dim=1
         )
-        b, c, x, y, z = upscaled.shape
-        masks = (hyper @ upscaled.view(b, c, x * y * z)).view(b, -1, x, y, z)
+        masks = self.upscaled_masks(src, hyper, (x, y, z))
         iou_pred = self.iou_prediction_head(iou_token_out)[:, list(wanted)]
         return masks, iou_pred
+
+    def upscaled_masks(self, src: Tensor, hyper: Tensor, grid: tuple[int, int, int]) -> Tensor:
+        """``output_upscaling`` followed by the hypernetwork product, as plain GEMMs.
+
+        ``src``: ``(B, X*Y*Z, C)`` image tokens; ``hyper``: ``(B, M, C/8)``; returns the mask
+        logits ``(B, M, 4X, 4Y, 4Z)``. A transposed convolution with kernel 2 and stride 2 maps
+        each input voxel to its own 2x2x2 output block: it is one GEMM ``(voxels, C_in) @
+        (C_in, 8 C_out)`` followed by a rearrangement. Computing it so, channels last, replaces
+        two slow ConvTranspose3d calls and their layout copies; the numbers are those of the
+        published ``output_upscaling`` (same weights, same LayerNorm, same activations).
+        """
+        up1, norm, act1, up2, act2 = self.output_upscaling
+        b, (x, y, z) = src.shape[0], grid
+        h = _conv_t2(src, up1)  # (B, XYZ, 8, C/4): [voxel, (p, q, r), channel]
+        h = act1(F.layer_norm(h, h.shape[-1:], norm.weight, norm.bias, norm.eps))
+        h = _blocks_to_grid(h, (x, y, z)).reshape(b, 8 * x * y * z, -1)
+        h = act2(_conv_t2(h, up2))  # (B, 8XYZ, 8, C/8)
+        masks = torch.matmul(h.flatten(1, 2), hyper.transpose(1, 2))  # (B, 64XYZ, M)
+        masks = _blocks_to_grid(masks.view(b, -1, 8, hyper.shape[1]), (2 * x, 2 * y, 2 * z))
+        return masks.permute(0, 4, 1, 2, 3)
+
+
+def _conv_t2(tokens: Tensor, conv: nn.ConvTranspose3d) -> Tensor:
+    """``ConvTranspose3d(kernel 2, stride 2)`` on channels-last voxels ``(B, V, C_in)``.
+
+    Returns ``(B, V, 8, C_out)``: output ``(2i + p, 2j + q, 2k + r)`` of voxel ``(i, j, k)`` is
+    at ``[v, 4p + 2q + r]``.
+    """
+    c_in, c_out = conv.weight.shape[:2]
+    weight = conv.weight.permute(0, 2, 3, 4, 1).reshape(c_in, 8 * c_out)  # (C_in, (p,q,r,co))
+    flat = tokens.reshape(-1, c_in)
+    bias = conv.bias
+    out = flat @ weight if bias is None else torch.addmm(bias.repeat(8), flat, weight)
+    return out.view(*tokens.shape[:2], 8, c_out)
+
+
+def _blocks_to_grid(blocks: Tensor, grid: tuple[int, int, int]) -> Tensor:
+    """``(B, X*Y*Z, 8, C)`` per-voxel 2x2x2 blocks -> ``(B, 2X, 2Y, 2Z, C)`` (a copy)."""
+    b, c, (x, y, z) = blocks.shape[0], blocks.shape[-1], grid
+    out = blocks.view(b, x, y, z, 2, 2, 2, c).permute(0, 1, 4, 2, 5, 3, 6, 7)
+    return out.reshape(b, 2 * x, 2 * y, 2 * z, c)

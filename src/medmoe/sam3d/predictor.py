@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -10,15 +11,22 @@ from torch import Tensor
 
 from medmoe.errors import InputError, StateError
 from medmoe.sam3d.sam import Sam3D
+from medmoe.sam3d.upsample import upsample_logits, upsampled_mask
 
 
-class Sam3DPrediction(NamedTuple):
+@dataclass(frozen=True)
+class Sam3DPrediction:
     """Result of one prediction, in the model's input frame."""
 
     low_res_logits: Tensor  # (1, 1, S/4, S/4, S/4): feed back as ``mask_input`` on the next click
-    logits: Tensor  # (1, 1, S, S, S): trilinear upsampling of ``low_res_logits``
-    mask: Tensor  # (1, 1, S, S, S) bool: ``logits > 0``
+    mask: Tensor  # (1, 1, S, S, S) bool: ``logits > 0``, computed without the full upsampling
     iou: Tensor  # (1, 1): the decoder's predicted mask quality
+
+    @cached_property
+    def logits(self) -> Tensor:
+        """``(1, 1, S, S, S)``: trilinear upsampling of ``low_res_logits``, computed on first
+        use (the mask does not need it)."""
+        return upsample_logits(self.low_res_logits, self.mask.shape[-1])
 
 
 def as_float_tensor(value, *, name: str, shape: tuple[int, ...] | None, like: Tensor) -> Tensor:
@@ -151,5 +159,4 @@ class Sam3DPredictor:
         low, iou = self.model.decode(
             features, points=pts, boxes=boxes, mask_input=mask, image_pe=self._image_pe
         )
-        logits = self.model.upsample(low)
-        return Sam3DPrediction(low_res_logits=low, logits=logits, mask=logits > 0, iou=iou)
+        return Sam3DPrediction(low_res_logits=low, mask=upsampled_mask(low, self.size), iou=iou)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medmoe.sam3d.config import Sam3DConfig
 from medmoe.sam3d.image_encoder import ImageEncoderViT3D
 from medmoe.sam3d.mask_decoder import MaskDecoder3D
 from medmoe.sam3d.prompt_encoder import PromptEncoder3D
+from medmoe.sam3d.upsample import upsample_logits
 
 
 class Sam3D(nn.Module):
@@ -54,8 +54,7 @@ class Sam3D(nn.Module):
 
     def upsample(self, low_res_logits: Tensor) -> Tensor:
         """Trilinear upsampling of low-resolution logits to the input size."""
-        size = (self.config.img_size,) * 3
-        return F.interpolate(low_res_logits, size=size, mode="trilinear", align_corners=False)
+        return upsample_logits(low_res_logits, self.config.img_size)
 
     def forward(
         self,
