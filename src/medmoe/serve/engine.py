@@ -12,6 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from torch import Tensor
@@ -88,6 +89,7 @@ class Engine:
 
 class EmbeddingLRU:
     """Crop embeddings by key (image and crop position), least recently used dropped first.
+    A value is whatever ``encode`` returns: an embedding, or a crop with its embedding.
 
     Requests for a key that is being encoded wait for that encoder run instead of starting a
     second one, so concurrent clicks on a new crop still run the encoder once.
@@ -97,12 +99,12 @@ class EmbeddingLRU:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity = capacity
-        self._items: OrderedDict[Hashable, Tensor] = OrderedDict()
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
         self._pending: dict[Hashable, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, encode: Callable[[], Tensor]) -> tuple[Tensor, bool]:
-        """``(features, encoded)``: the cached embedding, or ``encode()``'s (then cached)."""
+    def get(self, key: Hashable, encode: Callable[[], Any]) -> tuple[Any, bool]:
+        """``(value, encoded)``: the cached value, or ``encode()``'s (then cached)."""
         while True:
             with self._lock:
                 if key in self._items:

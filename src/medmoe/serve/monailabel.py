@@ -24,6 +24,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from torch import Tensor
 
 from medmoe.data import Sam3DCrop, Volume
 from medmoe.data.io import nifti_bytes
@@ -33,7 +34,7 @@ from medmoe.serve.auth import Authenticator
 from medmoe.serve.datastore import DEFAULT_TAG, Datastore, TempImages, base_name
 from medmoe.serve.engine import Decoded, EmbeddingLRU, Engine
 from medmoe.serve.multipart import Part, encode_form, form_params, parse_form, read_body
-from medmoe.serve.session import crop_key, mask_bbox
+from medmoe.serve.session import mask_bbox
 
 RESULT_EXTS = {".nii.gz": "application/gzip", ".nii": "application/octet-stream"}
 RESULT_EXTS[".nrrd"] = "application/octet-stream"
@@ -61,14 +62,15 @@ def nrrd_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
         "space origin: " + vec(lps[:3, 3]),
     ]
     data = np.asarray(array, dtype=array.dtype.newbyteorder("<")).ravel(order="F").tobytes()
-    return ("\n".join(head) + "\n\n").encode("ascii") + gzip.compress(data, compresslevel=6)
+    return ("\n".join(head) + "\n\n").encode("ascii") + gzip.compress(data, compresslevel=1)
 
 
 def label_bytes(mask: np.ndarray, affine: np.ndarray, *, ext: str, dtype: str) -> bytes:
     array = mask.astype(dtype)
     if ext == ".nrrd":
         return nrrd_bytes(array, affine)
-    return nifti_bytes(array, affine, gz=ext == ".nii.gz")
+    raw = nifti_bytes(array, affine, gz=False)
+    return gzip.compress(raw, compresslevel=1) if ext == ".nii.gz" else raw  # level 1: fast
 
 
 def _points(value, what: str) -> list[list[float]]:
@@ -97,15 +99,18 @@ class Deepgrow:
             raise InputError("give at least one foreground or background point")
         pts = check_points(np.array(foreground + background, dtype=np.float64), volume.array.shape)
         labels = np.array([1] * len(foreground) + [0] * len(background), dtype=np.int64)
-        crop = Sam3DCrop.around_point(volume, pts[0])
+
+        def encode() -> tuple[Sam3DCrop, Tensor]:
+            crop = Sam3DCrop.around_point(volume, pts[0])
+            return crop, self.engine.encode(crop.image)
+
+        # the crop is a function of the scan and the first point: both are cached with it
+        (crop, features), encoded = self.embeddings.get((key, tuple(pts[0].tolist())), encode)
         crop_pts = crop.to_crop_coords(pts)
         if not crop.contains(crop_pts).all():
             raise InputError(
                 f"all points must lie within one {crop.size}^3 crop around the first point"
             )
-        features, encoded = self.embeddings.get(
-            (key, crop_key(crop)), lambda: self.engine.encode(crop.image)
-        )
         decoded = self.engine.decode(
             features, points=crop_pts, labels=labels, box=None, mask_input=None
         )
