@@ -93,23 +93,53 @@ def test_expert_moe_torchrun_resume_and_bundle_commands(setup, tmp_path, capsys)
         "--cache",
         str(root / "cache"),
     ]
-    r = run_cli(*common, "--epochs", "2", env={"MEDMOE_DUMP_RANK_WEIGHTS": "1"}, torchrun=True)
+    # the paper's variant: the top-1 expert is finetuned with the gate. Each rank routes its own
+    # crops, so without an all-reduce of the experts' gradients the ranks' experts drift apart
+    r = run_cli(
+        *common,
+        "--epochs",
+        "2",
+        "--update-top1-expert",
+        "--lr-expert",
+        "1e-2",
+        env={"MEDMOE_DUMP_RANK_WEIGHTS": "1"},
+        torchrun=True,
+    )
     assert r.returncode == 0, [
         ln for ln in r.stderr.splitlines() if "rank1" in ln or "Error" in ln
     ][-12:]
     w0 = load_file(str(root / "bundle" / "gate_rank0.safetensors"))
     w1 = load_file(str(root / "bundle" / "gate_rank1.safetensors"))
     assert w0.keys() == w1.keys()
+    expert_keys = [k for k in w0 if k.startswith("experts.")]
+    assert expert_keys and any(k.startswith("gate.") for k in w0)
     assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    before = load_file(str(root / "expert" / "decoder.safetensors"))
+    moved = [k for k in expert_keys if not torch.equal(w0[k], before[k.split(".", 2)[2]])]
+    assert moved, "the top-1 expert was not trained"
     ckpts = sorted(p.name for p in (root / "bundle" / "checkpoints").glob("*.pt"))
     assert ckpts == ["checkpoint_epoch0000.pt", "checkpoint_epoch0001.pt"]
     # resume: one more epoch starting from the epoch-1 checkpoint, not from scratch
-    r = run_cli(*common, "--epochs", "3", "--resume", torchrun=True)
+    r = run_cli(
+        *common,
+        "--epochs",
+        "3",
+        "--update-top1-expert",
+        "--lr-expert",
+        "1e-2",
+        "--resume",
+        torchrun=True,
+    )
     assert r.returncode == 0, [
         ln for ln in r.stderr.splitlines() if "rank1" in ln or "Error" in ln
     ][-12:]
     assert "gate epoch 1/3" not in r.stderr and "gate epoch 3/3" in r.stderr
     assert (root / "bundle" / "checkpoints" / "checkpoint_epoch0002.pt").is_file()
+    # resuming with another learning rate is refused in one line, before any training
+    r = run_cli(*common, "--epochs", "4", "--lr-gate", "2e-3", "--resume")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "another configuration" in r.stderr and "lr_gate" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     # bundle management and segmentation with the bundle
     assert main(["moe", "list", str(root / "bundle")]) == 0
     assert "expert 1: boxes" in capsys.readouterr().out

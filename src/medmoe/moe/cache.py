@@ -77,7 +77,8 @@ class EmbeddingCache:
     @torch.no_grad()
     def encode(self, volume: np.ndarray) -> Tensor:
         """Run the encoder on one ``(128,128,128)`` volume, on the encoder's device."""
-        x = torch.as_tensor(np.asarray(volume, dtype=np.float32), device=self.device)[None, None]
+        x = torch.as_tensor(np.asarray(volume, dtype=np.float32), device=self.device)
+        x = x.reshape(1, 1, *x.shape)  # (not x[None, None]: see tests/train/test_device_discipline)
         return self.encoder(x)
 
     def get(self, key: str, image: np.ndarray | Callable[[], np.ndarray] | None) -> Tensor:

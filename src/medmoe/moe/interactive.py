@@ -49,10 +49,10 @@ def interactive_loss(
     """
     loss_fn = loss_fn or dice_ce_loss()
     gt = np.asarray(label, dtype=bool)
-    target = torch.from_numpy(gt.astype(np.float32))[None, None].to(device)
+    target = torch.from_numpy(gt.astype(np.float32)).to(device).reshape(1, 1, *gt.shape)
     use_box = rng.random() < box_prob
     box = (
-        torch.as_tensor(box_from_mask(gt), dtype=torch.float32, device=device)[None]
+        torch.as_tensor(box_from_mask(gt), dtype=torch.float32, device=device).unsqueeze(0)
         if use_box
         else None
     )
@@ -73,8 +73,8 @@ def interactive_loss(
                 labels.append(c.label)
         pts = lab = None
         if points:
-            pts = torch.as_tensor(np.stack(points), dtype=torch.float32, device=device)[None]
-            lab = torch.as_tensor(labels, dtype=torch.long, device=device)[None]
+            pts = torch.as_tensor(np.stack(points), dtype=torch.float32, device=device).unsqueeze(0)
+            lab = torch.as_tensor(labels, dtype=torch.long, device=device).unsqueeze(0)
         low = decode(pts, lab, box, None if low is None else low.detach())
         extra = 0.0
         if isinstance(low, tuple):

@@ -119,7 +119,7 @@ class ClickStep:
     def __call__(self, batch: list[dict], ctx: StepContext) -> Tensor:
         losses = []
         for item in batch:
-            emb = item["embedding"].to(ctx.device, non_blocking=True)[None]
+            emb = item["embedding"].to(ctx.device, non_blocking=True).unsqueeze(0)
             loss, _ = interactive_loss(
                 self.decoder_for(emb, item, ctx),
                 item["label"],

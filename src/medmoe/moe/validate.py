@@ -24,7 +24,7 @@ def center_click(label: np.ndarray, device: torch.device) -> tuple[Tensor, Tenso
     """The protocol's first click (the deepest voxel of ``label``) as ``(1,1,3)``/``(1,1)``
     prompt tensors on ``device``."""
     c = first_click(label, method="center")
-    pts = torch.as_tensor(c.point, dtype=torch.float32, device=device)[None, None]
+    pts = torch.as_tensor(c.point, dtype=torch.float32, device=device).reshape(1, 1, 3)
     return pts, torch.ones(1, 1, dtype=torch.long, device=device)
 
 
@@ -37,23 +37,27 @@ def mask_of(low: Tensor, size: int) -> np.ndarray:
     return (upsample(low, size)[0, 0] > 0).cpu().numpy()
 
 
+def click_logits(predict_low: PredictLow, item: dict, *, device: torch.device) -> Tensor:
+    """Device side: the low-resolution logits of one crop prompted by its centre click."""
+    emb = item["embedding"].to(device).unsqueeze(0)
+    return predict_low(emb, *center_click(item["label"], device))
+
+
 @torch.no_grad()
 def one_click_dice(
     predict_low: PredictLow, data, *, size: int, device: torch.device
 ) -> list[float]:
     """Dice of a one-click prediction (deepest voxel of the label) on each crop of ``data``."""
-    out = []
-    for item in data:
-        emb = item["embedding"].to(device)[None]
-        low = predict_low(emb, *center_click(item["label"], device))
-        out.append(dice(mask_of(low, size), item["label"]))
-    return out
+    return [
+        dice(mask_of(click_logits(predict_low, item, device=device), size), item["label"])
+        for item in data
+    ]
 
 
 @torch.no_grad()
 def moe_click(moe: MoESam3D, item: dict, *, tau: float, device: torch.device) -> MoEOutput:
     """The MoE's output for one crop prompted by its centre click (device side)."""
-    emb = item["embedding"].to(device)[None]
+    emb = item["embedding"].to(device).unsqueeze(0)
     pts, lab = center_click(item["label"], device)
     return moe.decode(emb, points=(pts, lab), tau=tau)
 

@@ -145,10 +145,27 @@ def _seed_step(loop: LoopConfig, epoch: int, step: int, rank: int) -> np.random.
     return np.random.default_rng(seq)
 
 
+def _flat(config: Mapping, prefix: str = "") -> dict:
+    out = {}
+    for k, v in config.items():
+        if isinstance(v, Mapping) and k in ("trainer", "loop"):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def _check_resume(saved: Mapping, config: Mapping, path: Path) -> None:
-    if dict(saved) == dict(config):
+    """Refuse a checkpoint written with another configuration; only ``epochs`` may change
+    (extending a finished run)."""
+    saved, config = _flat(saved), _flat(config)
+    keys = sorted(
+        k
+        for k in set(saved) | set(config)
+        if saved.get(k) != config.get(k) and k.rsplit(".", 1)[-1] != "epochs"
+    )
+    if not keys:
         return
-    keys = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
     shown = ", ".join(f"{k} {saved.get(k)!r} -> {config.get(k)!r}" for k in keys[:3])
     raise InputError(
         f"cannot resume from {path}: it was written with another configuration ({shown}); "
