@@ -13,9 +13,9 @@ from medmoe.moe import (
     EmbeddingCache,
     ExpertTrainConfig,
     MoEPredictor,
-    prepare_crops,
     MoETrainConfig,
     load_expert,
+    prepare_crops,
     train_expert,
     train_moe,
 )
