@@ -116,14 +116,15 @@ def load_rgb(path: Path, size: tuple[int, int]) -> np.ndarray:
 
 
 def load_masks(sample: SegSample, size: tuple[int, int]) -> np.ndarray:
-    """``(5, H, W)`` bool, resized with nearest neighbour."""
+    """``(5, H, W)`` bool, downsized with max pooling (a pixel is positive if any source pixel
+    under it is), so that 1-pixel microaneurysms survive; see :func:`~medmoe.multitask.data.resize_mask`."""
+    from medmoe.multitask.data import resize_mask
+
     out = []
     for lesion in LESIONS:
         path = sample.masks[lesion]
         if path is None:
             out.append(np.zeros(size, bool))
             continue
-        m = binarize_mask(path, (0, 0))
-        im = Image.fromarray(m.astype(np.uint8) * 255).resize((size[1], size[0]), Image.NEAREST)
-        out.append(np.asarray(im) > 127)
+        out.append(resize_mask(binarize_mask(path, (0, 0)), size))
     return np.stack(out)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medmoe.multitask.backbone import ResNet50
+from medmoe.multitask.data import IMAGENET_MEAN, IMAGENET_STD
 from medmoe.multitask.experts import ASPP, ClassificationExpert, SegmentationExpert
 from medmoe.multitask.heads import HeadOutput, TaskHead
 
@@ -34,6 +35,9 @@ class MultiTaskConfig:
     head_width: int = 256
     backbone_width: int = 64  # 64 is ResNet-50; smaller widths for tests
     image_size: tuple[int, int] = (712, 1072)
+    # the normalisation the model was trained with (ImageNet's); evaluate and predict apply it
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from medmoe.errors import InputError
+from medmoe.multitask.data import normalize
 from medmoe.multitask.model import MultiTaskMoE
-from medmoe.multitask.train import normalize
 from medmoe.utils.files import atomic_write
 
 DR_NAMES = ("no DR", "mild", "moderate", "severe", "proliferative")
@@ -40,17 +40,22 @@ def read_photo(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
 
 @torch.no_grad()
 def predict_photo(model: MultiTaskMoE, image: np.ndarray) -> dict:
-    out = model(normalize(image[None]))
-    res: dict = {"experts_used": {t: int(o.mask.sum()) for t, o in out.items()}}
+    """Grades and masks for one ``(3, H, W)`` image in [0, 1], computed on the model's device
+    with the normalisation saved in the model's config."""
+    cfg = model.config
+    device = next(model.parameters()).device
+    x = torch.as_tensor(image[None], dtype=torch.float32).to(device)
+    out = model(normalize(x, mean=cfg.mean, std=cfg.std))
+    res: dict = {"experts_used": {t: int(o.mask.sum().cpu()) for t, o in out.items()}}
     for t in ("dr", "dme"):
         if t in out:
-            probs = out[t].output.softmax(-1)[0]
+            probs = out[t].output.float().softmax(-1)[0].cpu()
             res[t] = {
                 "grade": int(probs.argmax()),
                 "probabilities": [round(float(p), 4) for p in probs],
             }
     if "seg" in out:
-        res["masks"] = (out["seg"].output.sigmoid()[0] > 0.5).numpy()
+        res["masks"] = (out["seg"].output.float().sigmoid()[0] > 0.5).cpu().numpy()
     return res
 
 

@@ -1,0 +1,94 @@
+"""Fundus result tables in the report's Table 1 layout, and the multi-task vs single-task check.
+
+Table 1 of the report has, per model, the accuracy of retinopathy grading (RG, medmoe's ``dr``)
+and of macular-edema risk (MER, ``dme``) and IoU/Dice for each lesion. medmoe adds the quadratic
+kappa of both grades and the AUPR of each lesion as extra columns. A cell is a number, or
+``(mean, std)`` over training seeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from medmoe.multitask.model import LESIONS
+
+Cell = float | tuple[float, float]
+TARGET = 0.05  # the multi-task model should be within 5 points of the single-task ones
+
+# the metrics judged against the single-task baselines: the report's Table 1 metrics plus AUPR
+JUDGED = ("dr_acc", "dme_acc", *(f"{x}_{m}" for x in LESIONS for m in ("iou", "dice", "aupr")))
+JUDGED += ("dr_kappa", "dme_kappa")
+
+
+def _fmt(v: Cell | None) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, tuple):
+        return f"{v[0]:.3f} ± {v[1]:.3f}"
+    return "nan" if v != v else f"{v:.3f}"
+
+
+def table1(
+    results: Mapping[str, Mapping[str, Cell]], *, lesions: Sequence[str] = LESIONS
+) -> list[str]:
+    """Markdown lines: Model | RG acc | MER acc | <lesion> IoU / Dice ... | RG κ | MER κ |
+    <lesion> AUPR ... (the last ones are medmoe's extra columns)."""
+    head = ["Model", "RG acc", "MER acc", *(f"{x} IoU / Dice" for x in lesions)]
+    head += ["RG κ", "MER κ", *(f"{x} AUPR" for x in lesions)]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for name, r in results.items():
+        cells = [_fmt(r.get("dr_acc")), _fmt(r.get("dme_acc"))]
+        for x in lesions:
+            iou, dice = r.get(f"{x}_iou"), r.get(f"{x}_dice")
+            cells.append("—" if iou is None else f"{_fmt(iou)} / {_fmt(dice)}")
+        cells += [_fmt(r.get("dr_kappa")), _fmt(r.get("dme_kappa"))]
+        cells += [_fmt(r.get(f"{x}_aupr")) for x in lesions]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def mean_std(runs: Sequence[Mapping[str, float]]) -> dict[str, tuple[float, float]]:
+    """Per metric, the mean and the sample standard deviation (ddof 1; 0 for one run)."""
+    keys = [k for k in runs[0] if isinstance(runs[0][k], float | int)]
+    out = {}
+    for k in keys:
+        v = np.array([r[k] for r in runs], float)
+        out[k] = (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0)
+    return out
+
+
+def merge_baselines(results: Mapping[str, Mapping[str, Cell]], moe_name: str) -> dict[str, Cell]:
+    """The single-task baselines' metrics, merged into one row (they have disjoint tasks)."""
+    return {m: v for n, r in results.items() if n != moe_name for m, v in r.items()}
+
+
+def comparison(moe: Mapping[str, Cell], base: Mapping[str, Cell]) -> list[str]:
+    """One line per judged metric: the gap (on the means), PASS when the multi-task model is at
+    most 5 points below, MISS otherwise; with seeds, also whether a std exceeds the gap."""
+    lines = []
+    for m in JUDGED:
+        if m not in moe or m not in base:
+            continue
+        a, b = moe[m], base[m]
+        am, bm = (a[0], b[0]) if isinstance(a, tuple) else (a, b)
+        if am != am or bm != bm:  # nan: AUPR with no positive pixel
+            lines.append(f"{m}: MoE {_fmt(a)} vs single-task {_fmt(b)} (undefined: no positives)")
+            continue
+        gap = am - bm
+        verdict = "PASS" if gap >= -TARGET - 1e-9 else "MISS"
+        line = (
+            f"{m}: MoE {_fmt(a)} vs single-task {_fmt(b)} ({gap:+.3f}; within 5 points: {verdict}"
+        )
+        if isinstance(a, tuple):
+            noisy = max(a[1], b[1]) > abs(gap)
+            line += "; std larger than the gap" if noisy else "; gap larger than both stds"
+        lines.append(line + ")")
+    return lines
+
+
+def verdict_counts(lines: Sequence[str]) -> str:
+    passed = sum("PASS" in x for x in lines)
+    missed = sum("MISS" in x for x in lines)
+    return f"{passed} PASS, {missed} MISS of {passed + missed} metrics"
