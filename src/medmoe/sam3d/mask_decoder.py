@@ -126,7 +126,7 @@ class MaskDecoder3D(nn.Module):
         up1, norm, act1, up2, act2 = self.output_upscaling
         b, (x, y, z) = src.shape[0], grid
         h = _conv_t2(src, up1)  # (B, XYZ, 8, C/4): [voxel, (p, q, r), channel]
-        h = act1(F.layer_norm(h, h.shape[-1:], norm.weight, norm.bias, norm.eps))
+        h = act1(F.layer_norm(h, (int(norm.weight.shape[0]),), norm.weight, norm.bias, norm.eps))
         h = _blocks_to_grid(h, (x, y, z)).reshape(b, 8 * x * y * z, -1)
         h = act2(_conv_t2(h, up2))  # (B, 8XYZ, 8, C/8)
         masks = torch.matmul(h.flatten(1, 2), hyper.transpose(1, 2))  # (B, 64XYZ, M)

@@ -70,17 +70,6 @@ def bias_terms(
     return a, b, c
 
 
-def real_key_bias(a: Tensor, b: Tensor, c: Tensor, n: int) -> Tensor:
-    """Bias between the ``n^3`` real queries and the ``n^3`` real keys: ``(BH, n^3, n^3)``."""
-    bh = a.shape[0]
-    bias = (
-        a[:, :, :, :, None, None, :n]  # [d, h, w, ., ., w']
-        + b[:, :, :, None, :n, None, :n]  # [d, h, ., d', ., w']
-        + c[:, :, :, None, None, :n, :n]  # [d, h, ., ., h', w']
-    )
-    return bias.reshape(bh, n**3, n**3)
-
-
 def log_bias_mass(a: Tensor, b: Tensor, c: Tensor, m: int) -> Tensor:
     """``log sum_{d', h', w' < m} exp(bias)`` for every real query: ``(BH, n, n, n)``.
 
@@ -110,8 +99,9 @@ def attention_bias(
 ) -> Tensor:
     """The whole additive attention mask, ``(BH, n^3, n^3)`` or ``(BH, n^3, n^3 + 1)`` padded.
 
-    Columns ``< n^3`` hold :func:`real_key_bias`; with padding (``q_pad`` given, ``grid > n``)
-    the last column holds :func:`padding_key_bias`. Written into one buffer: no concatenation.
+    Column ``(d', h', w') < n^3`` holds ``a[w'] + b[d', w'] + c[h', w']`` (the bias between real
+    tokens); with padding (``q_pad`` given, ``grid > n``) the last column holds
+    :func:`padding_key_bias`. At inference it is written into one buffer, with no concatenation.
     The ``(d', h', w')`` part ``b + c`` is summed first on the small ``(BH, n, n, n, n, n)``
     tensor, so the ``n^6``-element mask is written in a single pass.
     """
@@ -119,14 +109,23 @@ def attention_bias(
     a, b, c = bias_terms(q, q_pad, t_d, t_h, t_w, grid)
     tokens = n**3
     padded = q_pad is not None and grid > n
-    mask = q.new_empty(bh, tokens, tokens + int(padded))
-    bc = b[:, :, :, :n, None, :n] + c[:, :, :, None, :n, :n]  # [d, h, d', h', w']
     # (d', h') merged into one axis: a 6-D broadcast runs about 2x faster than the 7-D one.
-    torch.add(
-        bc.reshape(bh, n, n, 1, n * n, n),  # [d, h, ., (d', h'), w']
-        a[:, :, :, :, None, :n],  # [d, h, w, ., w']
-        out=mask[:, :, :tokens].view(bh, n, n, n, n * n, n),
-    )
+    bc = (b[:, :, :, :n, None, :n] + c[:, :, :, None, :n, :n]).reshape(bh, n, n, 1, n * n, n)
+    a_w = a[:, :, :, :, None, :n]  # [d, h, w, ., w']
+    if _functional(q, t_d, t_h, t_w):  # autograd, tracing and export need out-of-place ops
+        real = (bc + a_w).reshape(bh, tokens, tokens)
+        if not padded:
+            return real
+        return torch.cat([real, padding_key_bias(a, b, c, n, grid)[..., None]], dim=-1)
+    mask = q.new_empty(bh, tokens, tokens + int(padded))
+    torch.add(bc, a_w, out=mask[:, :, :tokens].view(bh, n, n, n, n * n, n))
     if padded:
         mask[:, :, tokens] = padding_key_bias(a, b, c, n, grid)
     return mask
+
+
+def _functional(*tensors: Tensor) -> bool:
+    """True when the mask must be built out of place (gradients needed, or tracing)."""
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return True
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
