@@ -431,3 +431,99 @@ def test_bad_serve_arguments(argv, message, tmp_path, ckpt, capsys):
     (tmp_path / "FILE").write_text("x")
     argv = [str(tmp_path / "FILE") if a == "FILE" else a for a in argv]
     expect_cli_error(["serve", "--checkpoint", str(ckpt), *argv], message, capsys)
+
+
+@pytest.mark.parametrize("kind", sorted(IMAGE_CASES))
+def test_bad_images_uploaded_to_the_monailabel_datastore(kind, tmp_path, ckpt):
+    """The same files through MONAI Label's ``PUT /datastore/`` (multipart, as its client sends
+    them): a 4xx with the same one line, no server path shown, nothing left in the datastore."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from medmoe.sam3d import Sam3DPredictor, load_sam3d
+    from medmoe.serve import ServeConfig, create_app
+
+    path = make_bad(kind, tmp_path)
+    data = tmp_path / "data"
+    app = create_app(predictor=Sam3DPredictor(load_sam3d(ckpt)), config=ServeConfig(data_dir=data))
+    with TestClient(app) as http:
+        files = {"file": ("/home/me/scan.nii.gz", path.read_bytes())}
+        r = http.put("/datastore/?image=case", files=files, data={"params": "{}"})
+        assert 400 <= r.status_code < 500, r.text
+        assert http.get("/datastore/?output=all").json()["objects"] == {}
+    detail = r.json()["detail"]
+    message = "neither NIfTI" if kind == "not_nifti" else IMAGE_CASES[kind]  # sniffed first
+    assert message in detail and "\n" not in detail and str(data) not in detail
+    assert list((data / "monailabel" / "images").iterdir()) == []
+
+
+def expect_exit2(argv, message, capsys):
+    """Like ``expect_cli_error``, for errors argparse reports itself (it exits)."""
+    try:
+        rc = main(argv)
+    except SystemExit as stop:
+        rc = stop.code
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert message in err, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def tiny_dataset(root):
+    lab = np.zeros((10, 10, 10), np.uint8)
+    lab[2:5, 2:5, 2:5] = 1
+    write_nnunet_dataset(root, {"c": (good_image()[:10, :10, :10], lab, np.eye(4))}, {"a": 1})
+    return root
+
+
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        # a model config Sam3DConfig refuses (a ValueError before)
+        ({"model_config": {"encoder_dim": 96, "bogus": 1}}, "unknown Sam3DConfig keys"),
+        # a record with keys missing (a TypeError before)
+        ({"drop": ["base_sha256", "model_config"]}, "bad ExpertInfo"),
+    ],
+)
+def test_bad_expert_records(record, message, tmp_path, ckpt, capsys):
+    from medmoe.moe import ExpertInfo, save_expert
+    from medmoe.sam3d import load_sam3d
+    from medmoe.utils import file_sha256
+
+    base = load_sam3d(ckpt)
+    info = ExpertInfo(
+        name="x", labels=["a"], base_sha256=file_sha256(ckpt), model_config=base.config.to_dict()
+    )
+    save_expert(tmp_path / "ex", decoder=base.mask_decoder, info=info)
+    raw = json.loads((tmp_path / "ex" / "expert.json").read_text())
+    raw.update(record.get("model_config") and {"model_config": record["model_config"]} or {})
+    for key in record.get("drop", []):
+        del raw[key]
+    (tmp_path / "ex" / "expert.json").write_text(json.dumps(raw))
+    argv = ["moe", "train", "--base", str(ckpt), "--expert", str(tmp_path / "ex")]
+    argv += ["--dataset", str(tiny_dataset(tmp_path / "ds")), "--out", str(tmp_path / "b")]
+    expect_cli_error(argv, message, capsys)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--batch-size", "0"], "--batch-size: expected an integer >= 1, got '0'"),
+        (["--lr=-1e-3"], "--lr: expected a number > 0, got '-1e-3'"),
+        (["--epochs", "two"], "--epochs: expected an integer >= 1, got 'two'"),
+        (["--device", "gpu7"], "--device: must be auto, cpu, cuda or cuda:N"),
+    ],
+)
+def test_bad_training_numbers(extra, message, tmp_path, ckpt, capsys):
+    argv = ["expert", "train", "--name", "x", "--dataset", str(tmp_path), "--base", str(ckpt)]
+    expect_exit2([*argv, "--out", str(tmp_path / "out"), *extra], message, capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_non_numeric_volume_limit(tmp_path, ckpt, capsys, monkeypatch):
+    nifti(tmp_path / "scan.nii.gz", good_image())
+    monkeypatch.setenv("MEDMOE_MAX_VOLUME_BYTES", "lots")
+    argv = ["segment", "--image", str(tmp_path / "scan.nii.gz"), "--point", "5,5,5"]
+    argv += ["--checkpoint", str(ckpt), "--out", str(tmp_path / "m.nii.gz")]
+    expect_cli_error(argv, "MEDMOE_MAX_VOLUME_BYTES must be a positive integer, got 'lots'", capsys)
+    assert not (tmp_path / "m.nii.gz").exists()

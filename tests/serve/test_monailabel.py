@@ -100,6 +100,11 @@ def test_upload_infer_matches_segment_and_reuses_the_embedding(
     assert nrrd.endswith(".nrrd") and b"left-posterior-superior" in Path(nrrd).read_bytes()[:400]
     vol = load_label(nrrd)
     assert np.array_equal(vol.array, expected) and np.allclose(vol.affine, AFFINE, atol=1e-6)
+    raw, _ = client.infer(
+        MODEL, "case 1", {**params, "result_extension": ".nrrd", "result_compress": False}
+    )
+    assert b"encoding: raw" in Path(raw).read_bytes()[:400]  # as OHIF asks for it
+    assert np.array_equal(load_label(raw).array, expected)
 
 
 def test_save_label_then_download_unchanged(live, scan_path, tmp_path):

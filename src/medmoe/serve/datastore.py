@@ -135,7 +135,7 @@ class Datastore:
         part = self.root / "images" / f"{version}.part{ext}"
         part.write_bytes(data)
         try:
-            volume = load_upload(part, filename or image_id)
+            volume = load_upload(part, base_name(filename) or image_id)
             with self._lock:
                 old = self.objects.get(image_id)
                 if old is not None:
@@ -288,7 +288,7 @@ class TempImages:
         try:
             path = directory / f"image{ext}"
             path.write_bytes(data)
-            volume = load_upload(path, filename or "the upload")
+            volume = load_upload(path, base_name(filename) or "the upload")
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
             raise

@@ -43,9 +43,9 @@ DTYPES["float32"] = "float"  # numpy name -> NRRD type name
 OBJECT_LABEL = "object"  # the segment Slicer creates for the user to click into
 
 
-def nrrd_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
-    """``array`` (indexed ``[i, j, k]``) with a RAS ``affine`` as a gzip-encoded NRRD file in
-    LPS space, as 3D Slicer and ITK write it."""
+def nrrd_bytes(array: np.ndarray, affine: np.ndarray, *, compress: bool = True) -> bytes:
+    """``array`` (indexed ``[i, j, k]``) with a RAS ``affine`` as an NRRD file in LPS space, as
+    3D Slicer and ITK write it; gzip-encoded, or raw with ``compress=False``."""
     lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(affine, dtype=np.float64)
     vec = lambda v: "(" + ",".join(repr(float(x)) for x in v) + ")"  # noqa: E731
     head = [
@@ -58,17 +58,20 @@ def nrrd_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
         "space directions: " + " ".join(vec(lps[:3, a]) for a in range(3)),
         "kinds: domain domain domain",
         "endian: little",
-        "encoding: gzip",
+        f"encoding: {'gzip' if compress else 'raw'}",
         "space origin: " + vec(lps[:3, 3]),
     ]
     data = np.asarray(array, dtype=array.dtype.newbyteorder("<")).ravel(order="F").tobytes()
-    return ("\n".join(head) + "\n\n").encode("ascii") + gzip.compress(data, compresslevel=1)
+    data = gzip.compress(data, compresslevel=1) if compress else data
+    return ("\n".join(head) + "\n\n").encode("ascii") + data
 
 
-def label_bytes(mask: np.ndarray, affine: np.ndarray, *, ext: str, dtype: str) -> bytes:
+def label_bytes(
+    mask: np.ndarray, affine: np.ndarray, *, ext: str, dtype: str, compress: bool = True
+) -> bytes:
     array = mask.astype(dtype)
     if ext == ".nrrd":
-        return nrrd_bytes(array, affine)
+        return nrrd_bytes(array, affine, compress=compress)
     raw = nifti_bytes(array, affine, gz=False)
     return gzip.compress(raw, compresslevel=1) if ext == ".nii.gz" else raw  # level 1: fast
 
@@ -181,14 +184,20 @@ def monailabel_router(
 ) -> APIRouter:
     """The MONAI Label endpoints; ``limit`` bounds every request body, in bytes."""
     router = APIRouter(tags=["MONAI Label"])
-    deepgrow = Deepgrow(engine=engine, capacity=max(8, 2 * sessions.max_count))
-    name = model_name(engine)
 
     @router.get("/info/")
     def info() -> dict:
         """The app: its labels and its one ``deepgrow`` model."""
         return app_info(engine, datastore, version)
 
+    _datastore_routes(router, datastore, limit)
+    _session_routes(router, sessions, limit)
+    _infer_routes(router, engine, datastore, sessions, limit)
+    _auth_routes(router, auth)
+    return router
+
+
+def _datastore_routes(router: APIRouter, datastore: Datastore, limit: int) -> None:
     @router.get("/datastore/")
     def datastore_list(output: str = "stats") -> dict:
         """``output=all``: every image and label (ids, extensions, infos); else counts."""
@@ -211,8 +220,7 @@ def monailabel_router(
     @router.get("/datastore/image")
     def download_image(image: str) -> Response:
         path = datastore.image_file(image)
-        ext = datastore.objects[image]["image"]["ext"]
-        return _download(path.read_bytes(), "image" + ext)
+        return _download(path.read_bytes(), "image" + datastore.objects[image]["image"]["ext"])
 
     @router.put("/datastore/label")
     async def save_label(request: Request, image: str, tag: str = DEFAULT_TAG) -> dict:
@@ -229,6 +237,8 @@ def monailabel_router(
         path, filename = datastore.label_file(label, tag)
         return _download(path.read_bytes(), filename)
 
+
+def _session_routes(router: APIRouter, sessions: TempImages, limit: int) -> None:
     @router.put("/session/")
     async def create_session(request: Request, expiry: int = 0) -> dict:
         """A temporary image (multipart ``files``), deleted when it expires."""
@@ -247,27 +257,41 @@ def monailabel_router(
         sessions.delete(session_id)
         return item.to_json()
 
+
+def _result_format(params: dict) -> tuple[str, str, bool]:
+    """``(extension, dtype, compress)`` of the label reply, from the request's params."""
+    ext = str(params.get("result_extension") or ".nii.gz")
+    ext = ext if ext.startswith(".") else "." + ext
+    dtype = str(params.get("result_dtype") or "uint8")
+    if ext not in RESULT_EXTS or dtype not in DTYPES:
+        raise InputError(
+            f"result_extension must be one of {sorted(RESULT_EXTS)} and result_dtype one "
+            f"of {sorted(DTYPES)}, got {ext!r}, {dtype!r}"
+        )
+    return ext, dtype, params.get("result_compress", True) is not False  # OHIF: raw NRRD
+
+
+def _infer_routes(
+    router: APIRouter, engine: Engine, datastore: Datastore, sessions: TempImages, limit: int
+) -> None:
+    deepgrow = Deepgrow(engine=engine, capacity=max(8, 2 * sessions.max_count))
+    name = model_name(engine)
+
     @router.post("/infer/{model}")
     async def infer(
         request: Request, model: str, image: str = "", session_id: str = "", output: str = "all"
     ) -> Response:
         """Deepgrow: ``params`` holds ``foreground`` and ``background`` (IJK voxel points),
-        ``label`` (the segment's name), ``result_extension`` and ``result_dtype``."""
+        ``label`` (the segment's name), ``result_extension``, ``result_dtype`` and
+        ``result_compress`` (``false``: raw NRRD)."""
         if model != name:
             raise HTTPException(404, f"no model {model!r} (this server has {name!r})")
         params = form_params(await _form(request, limit))
-        return await run_in_threadpool(_infer, params, image, session_id, output)
+        return await run_in_threadpool(run, params, image, session_id, output)
 
-    def _infer(params: dict, image: str, session_id: str, output: str) -> Response:
+    def run(params: dict, image: str, session_id: str, output: str) -> Response:
         start = time.perf_counter()
-        ext = str(params.get("result_extension") or ".nii.gz")
-        ext = ext if ext.startswith(".") else "." + ext
-        dtype = str(params.get("result_dtype") or "uint8")
-        if ext not in RESULT_EXTS or dtype not in DTYPES:
-            raise InputError(
-                f"result_extension must be one of {sorted(RESULT_EXTS)} and result_dtype one "
-                f"of {sorted(DTYPES)}, got {ext!r}, {dtype!r}"
-            )
+        ext, dtype, compress = _result_format(params)
         if session_id:
             item = sessions.get(session_id)
             volume, key = item.volume, "session:" + item.id
@@ -276,15 +300,12 @@ def monailabel_router(
             key = "image:" + version
         else:
             raise InputError("give an image id or a session_id")
+        fg = _points(params.get("foreground"), "foreground")
         mask, decoded, encoded = deepgrow(
-            volume,
-            key,
-            _points(params.get("foreground"), "foreground"),
-            _points(params.get("background"), "background"),
+            volume, key, fg, _points(params.get("background"), "background")
         )
-        label = str(params.get("label") or OBJECT_LABEL)
         reply = {
-            "label_names": {label: 1},
+            "label_names": {str(params.get("label") or OBJECT_LABEL): 1},
             "model": name,
             "expert": decoded.expert,
             "s_top": decoded.s_top,
@@ -296,7 +317,7 @@ def monailabel_router(
         }
         if output == "json":
             return JSONResponse(reply)
-        data = label_bytes(mask, volume.affine, ext=ext, dtype=dtype)
+        data = label_bytes(mask, volume.affine, ext=ext, dtype=dtype, compress=compress)
         filename = f"medmoe_{uuid.uuid4().hex}{ext}"  # unique: the client saves it by this name
         if output == "image":
             return _download(data, filename)
@@ -307,9 +328,6 @@ def monailabel_router(
             ]
         )
         return Response(body, media_type=ctype)
-
-    _auth_routes(router, auth)
-    return router
 
 
 def _json(value) -> bytes:
