@@ -27,8 +27,15 @@ def subcommand_modules() -> list[str]:
     return [f"medmoe.cli.{n}" for n in names]
 
 
+class MedmoeParser(argparse.ArgumentParser):
+    """Argument errors in one line on stderr (exit code 2), like every other medmoe error."""
+
+    def error(self, message: str):  # argparse's default prints the whole usage first
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = MedmoeParser(
         prog="medmoe",
         description="Mixture-of-Experts medical image segmentation without forgetting.",
     )

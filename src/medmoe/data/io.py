@@ -15,7 +15,7 @@ from typing import NamedTuple
 import nibabel as nib
 import numpy as np
 
-from medmoe.errors import InputError
+from medmoe.errors import InputError, first_line
 from medmoe.utils.files import atomic_write
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -49,7 +49,13 @@ def memory_limit_bytes() -> int:
     """Largest array medmoe will allocate for one volume: ``MEDMOE_MAX_VOLUME_BYTES`` or half of RAM."""
     env = os.environ.get("MEDMOE_MAX_VOLUME_BYTES")
     if env:
-        return int(env)
+        try:
+            limit = int(env)
+        except ValueError:
+            limit = 0
+        if limit < 1:
+            raise InputError(f"MEDMOE_MAX_VOLUME_BYTES must be a positive integer, got {env!r}")
+        return limit
     try:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
@@ -101,7 +107,7 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except InputError:
         raise
     except Exception as err:  # nibabel raises many types for truncated or corrupt files
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise InputError(f"cannot read {path}: {type(err).__name__}: {first}") from None
     return np.asarray(data).reshape(shape), np.asarray(img.affine, dtype=np.float64)
 
@@ -132,7 +138,7 @@ def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except InputError:
         raise
     except Exception as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise InputError(f"cannot read {path}: {type(err).__name__}: {first}") from None
     return np.ascontiguousarray(array), affine
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from medmoe.errors import CheckpointError, InputError
+from medmoe.errors import CheckpointError, InputError, first_line
 from medmoe.moe.expert import load_expert, read_expert_info
 from medmoe.moe.gate import Gate, GateConfig
 from medmoe.moe.model import MoESam3D
@@ -125,7 +125,7 @@ def load_moe_bundle(bundle: str | os.PathLike) -> MoESam3D:
     try:
         gate.load_state_dict(load_file(str(bundle / "gate.safetensors")), strict=True)
     except Exception as err:  # safetensors and torch raise several types for bad files
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise CheckpointError(f"{bundle / 'gate.safetensors'}: {first}") from None
     return MoESam3D(
         base=base, experts=experts, gate=gate, tau=cfg.tau, weighting=cfg.weighting

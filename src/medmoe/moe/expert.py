@@ -14,7 +14,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from medmoe.errors import CheckpointError
+from medmoe.errors import CheckpointError, first_line
 from medmoe.sam3d import MaskDecoder3D, Sam3DConfig, build_mask_decoder
 from medmoe.utils.files import atomic_write, read_json_record
 
@@ -69,6 +69,6 @@ def load_expert(
         state = load_file(str(path / DECODER_FILE))
         decoder.load_state_dict(state, strict=True)
     except Exception as err:  # safetensors and torch raise several types for bad files
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise CheckpointError(f"{path / DECODER_FILE}: {first}") from None
     return decoder.eval(), info

@@ -11,10 +11,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+from medmoe.utils.config import config_from_dict, config_to_dict
 
 
 @dataclass(frozen=True)
@@ -27,16 +29,11 @@ class GateConfig:
     dropout: float = 0.0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> GateConfig:
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            from medmoe.errors import CheckpointError
-
-            raise CheckpointError(f"unknown gate config keys: {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d, what="gate config")
 
 
 class Gate(nn.Module):

@@ -58,18 +58,15 @@ class Sam3DConfig:
         )
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        from medmoe.utils.config import config_to_dict
+
+        return config_to_dict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> Sam3DConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown Sam3DConfig keys: {sorted(unknown)}")
-        data = dict(data)
-        if "global_attn_indexes" in data:
-            data["global_attn_indexes"] = tuple(data["global_attn_indexes"])
-        return cls(**data)
+    def from_dict(cls, data: dict, *, what: str = "SAM-Med3D config") -> Sam3DConfig:
+        from medmoe.utils.config import config_from_dict
+
+        return config_from_dict(cls, data, what=what)
 
 
 VIT_B_ORI = Sam3DConfig()

@@ -72,10 +72,8 @@ def read_json_record(path: Path, cls, *, fmt: str, what: str):
         raise CheckpointError(f"{path.parent} is not {what}: no {path.name}") from None
     except (OSError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path}: unreadable ({err})") from None
-    if (
-        not isinstance(raw, dict)
-        or set(raw) - set(cls.__dataclass_fields__)
-        or raw.get("format") != fmt
-    ):
+    if not isinstance(raw, dict) or raw.get("format") != fmt:
         raise CheckpointError(f"{path}: not a {fmt} file")
-    return cls(**raw)
+    from medmoe.utils.config import config_from_dict
+
+    return config_from_dict(cls, raw, what=str(path))
