@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medmoe.cli.common import add_model_args, load_predictor
+from medmoe.cli.common import add_model_args, load_predictor, positive_float
+from medmoe.utils.device import add_device_arg
 
 
 def _clicks(text: str) -> list[int]:
@@ -28,9 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", choices=("points", "box"), default="points")
     p.add_argument("--clicks", type=_clicks, default=[1, 3, 5, 10], help="e.g. 1,3,5,10")
     p.add_argument("--click-method", choices=("random", "center"), default="random")
-    p.add_argument("--tolerance-mm", type=float, default=2.0, help="NSD tolerance")
+    p.add_argument("--tolerance-mm", type=positive_float, default=2.0, help="NSD tolerance")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="results CSV")
+    add_device_arg(p)
     p.set_defaults(func=run)
 
 

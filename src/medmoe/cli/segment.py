@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medmoe.cli.common import add_model_args, load_predictor
+from medmoe.cli.common import add_model_args, load_predictor, positive_int
+from medmoe.utils.device import add_device_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="add overlapping windows until the object is covered",
     )
-    p.add_argument("--max-windows", type=int, default=32)
+    p.add_argument("--max-windows", type=positive_int, default=32)
+    add_device_arg(p)
     p.set_defaults(func=run)
 
 
