@@ -148,11 +148,15 @@ def test_bad_users_files(tmp_path, text, message):
         (["--users", "users.txt"], "--users needs --auth"),
         (["--auth", "--users", "missing.txt"], "no such file"),
         (["--token-ttl", "0"], "--token-ttl must be positive"),
+        (["--auth", "SHORT_TOKEN"], "at least 16 characters"),
     ],
 )
 def test_serve_refuses_in_one_line(argv, message, tmp_path, capsys, monkeypatch):
     """Refused before the model loads (the checkpoint does not even exist): exit 2, one line."""
     monkeypatch.chdir(tmp_path)
+    if "SHORT_TOKEN" in argv:
+        argv = [a for a in argv if a != "SHORT_TOKEN"]
+        monkeypatch.setenv("MEDMOE_SERVE_TOKEN", "too-short")
     rc = main(["serve", "--checkpoint", "absent.pth", *argv])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and message in err and len(err.splitlines()) == 1, err

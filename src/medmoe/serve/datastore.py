@@ -112,9 +112,14 @@ class Datastore:
         self.root = Path(self.root).resolve()
         (self.root / "images").mkdir(parents=True, exist_ok=True)
         index = self.root / "datastore.json"
-        self.objects: dict = (
-            json.loads(index.read_text("utf-8"))["objects"] if index.is_file() else {}
-        )
+        self.objects: dict = {}
+        if index.is_file():
+            try:
+                self.objects = dict(json.loads(index.read_text("utf-8"))["objects"])
+            except (ValueError, KeyError, TypeError):
+                raise InputError(
+                    f"{index} is not a medmoe datastore index: move it away to start afresh"
+                ) from None
 
     def _save_index(self) -> None:
         body = {"name": "medmoe", "description": "medmoe serve", "objects": self.objects}
@@ -203,15 +208,14 @@ class Datastore:
     def label_file(self, image_id: str, tag: str) -> tuple[Path, str]:
         """The stored label's path and the file name to send it under."""
         tag = check_tag(tag)
-        path = self.image_file(image_id)
+        self.image_file(image_id)  # the image must exist
         obj = self.objects[image_id]
         label = obj["labels"].get(tag)
         if label is None:
             raise NotFound(f"no label {tag!r} for image {image_id!r}")
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in image_id)
-        return path.parent.parent / "labels" / tag / (obj["image"]["file"] + label["ext"]), (
-            safe + label["ext"]
-        )
+        folder = self.root / "labels" / tag
+        return folder / (obj["image"]["file"] + label["ext"]), safe + label["ext"]
 
     def to_json(self) -> dict:
         """MONAI Label's ``GET /datastore/?output=all``: ids, extensions and infos, no paths."""

@@ -15,6 +15,7 @@ same object run only the prompt encoder, the gate and the decoders.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import time
 import uuid
@@ -47,7 +48,7 @@ def nrrd_bytes(array: np.ndarray, affine: np.ndarray, *, compress: bool = True) 
     """``array`` (indexed ``[i, j, k]``) with a RAS ``affine`` as an NRRD file in LPS space, as
     3D Slicer and ITK write it; gzip-encoded, or raw with ``compress=False``."""
     lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(affine, dtype=np.float64)
-    vec = lambda v: "(" + ",".join(repr(float(x)) for x in v) + ")"  # noqa: E731
+    vec = lambda v: "(" + ",".join(repr(float(x) + 0.0) for x in v) + ")"  # noqa: E731 (no -0.0)
     head = [
         "NRRD0004",
         "# written by medmoe serve",
@@ -105,7 +106,10 @@ class Deepgrow:
 
         def encode() -> tuple[Sam3DCrop, Tensor]:
             crop = Sam3DCrop.around_point(volume, pts[0])
-            return crop, self.engine.encode(crop.image)
+            features = self.engine.encode(crop.image)
+            # only the crop's geometry is needed from now on: keep no copy of its 128^3 image
+            hollow = np.broadcast_to(np.float32(0), crop.image.shape)
+            return dataclasses.replace(crop, image=hollow), features
 
         # the crop is a function of the scan and the first point: both are cached with it
         (crop, features), encoded = self.embeddings.get((key, tuple(pts[0].tolist())), encode)
