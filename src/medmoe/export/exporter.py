@@ -60,7 +60,13 @@ def example_inputs(model: Sam3D, num_points: int = 2) -> dict[str, torch.Tensor]
     }
 
 
-def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str]):
+def _export(
+    module: nn.Module,
+    args: tuple,
+    path: Path,
+    inputs: list[str],
+    outputs: list[str],
+) -> None:
     import warnings
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,8 +111,16 @@ def quantize_int8(src: Path, dst: Path) -> None:
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError:
         raise InputError("--quantize needs onnxruntime: pip install 'medmoe[onnx]'") from None
-    with atomic_write(dst) as tmp:
-        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # onnxruntime advises "pre-processing" on the root logger
+    try:
+        with atomic_write(dst) as tmp:
+            quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
 
 
 def _io(inputs: list[str], outputs: list[str]) -> dict:

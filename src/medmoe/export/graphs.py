@@ -16,6 +16,7 @@ model's numbers.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medmoe.sam3d import MaskDecoder3D
@@ -82,8 +83,31 @@ class PromptDecoderGraph(nn.Module):
         return self.decoder(image_embeddings, self.prompt.image_pe, sparse, dense)
 
 
+def _mha(mha: nn.MultiheadAttention, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+    """``nn.MultiheadAttention`` (batch first, no mask) with every reshape written with ``-1``,
+    so that the traced graph keeps the token count dynamic (the module's own code bakes it in)."""
+    w_q, w_k, w_v = mha.in_proj_weight.chunk(3)
+    b_q, b_k, b_v = mha.in_proj_bias.chunk(3)
+    heads = mha.num_heads
+
+    def split(x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], -1, heads, mha.head_dim).transpose(1, 2)
+
+    q, k, v = (
+        split(F.linear(query, w_q, b_q)),
+        split(F.linear(key, w_k, b_k)),
+        split(F.linear(value, w_v, b_v)),
+    )
+    out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
+    return mha.out_proj(out.reshape(out.shape[0], -1, mha.embed_dim))
+
+
 class GateGraph(nn.Module):
-    """Prompt encoder + the MoE gate -> ``gate_probs`` ``(1, m + 1)`` (index 0: no expert)."""
+    """Prompt encoder + the MoE gate -> ``gate_probs`` ``(1, m + 1)`` (index 0: no expert).
+
+    Mirrors :meth:`medmoe.moe.gate.Gate.logits` step by step with :func:`_mha` in place of the
+    attention modules' own forward (the export tests compare the two).
+    """
 
     def __init__(self, *, prompt_encoder: PromptEncoder3D, gate: nn.Module) -> None:
         super().__init__()
@@ -93,5 +117,13 @@ class GateGraph(nn.Module):
     def forward(
         self, image_embeddings: Tensor, point_coords: Tensor, point_labels: Tensor
     ) -> Tensor:
-        sparse = self.prompt.sparse(point_coords, point_labels)
-        return self.gate(image_embeddings, self.prompt.image_pe, sparse)
+        g = self.gate
+        q = self.prompt.sparse(point_coords, point_labels)
+        img = image_embeddings.flatten(2).transpose(1, 2)
+        pe = self.prompt.image_pe.flatten(2).transpose(1, 2)
+        q = g.norm1(q + _mha(g.self_attn, q, q, q))
+        q = g.norm2(q + _mha(g.prompt_to_image, q, img + pe, img))
+        q = g.norm3(q + g.mlp(q))
+        img = g.norm4(img + _mha(g.image_to_prompt, img + pe, q, q))
+        pooled = torch.cat([img.mean(dim=1), q.mean(dim=1)], dim=-1)
+        return g.head(pooled).softmax(dim=-1)
