@@ -156,6 +156,13 @@ def create_app(
     async def _medmoe_error(request: Request, err: MedmoeError) -> JSONResponse:
         return JSONResponse({"detail": first_line(err)}, status_code=_status(err))
 
+    _viewer_routes(app, store, engine, config)
+    return app
+
+
+def _viewer_routes(app: FastAPI, store: SessionStore, engine: Engine, config: ServeConfig) -> None:
+    """The page's files and the viewer's JSON/PNG/NIfTI API (``/api/...``)."""
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:
         return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
@@ -248,8 +255,6 @@ def create_app(
             media_type="application/gzip",
             headers={"Content-Disposition": f'attachment; filename="{safe}_mask.nii.gz"'},
         )
-
-    return app
 
 
 def _version() -> str:
