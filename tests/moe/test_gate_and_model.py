@@ -59,3 +59,53 @@ def test_predictor_runs_only_the_top1_expert_and_matches_general_below_tau():
     ref = plain.predict(points=[[60, 60, 60]], labels=[1])
     assert not out2.used_expert and torch.equal(out2.low_res_logits, ref.low_res_logits)
     assert [e.calls for e in experts.values()] == [0, 0, 1, 0, 0]  # no expert ran
+
+
+def _moe_towards(index: int, m: int = 3) -> MoESam3D:
+    from tests.sam3d.helpers import randomize_
+
+    base = randomize_(build_sam3d("tiny"), std=0.05)
+    experts = {
+        f"e{i}": randomize_(build_mask_decoder(base.config), std=0.05, seed=i + 1) for i in range(m)
+    }
+    gate = Gate(config=GateConfig(embed_dim=96, num_experts=m))
+    with torch.no_grad():  # expert `index` (gate index index + 1) with probability ~0.97
+        gate.head[3].weight.zero_()
+        bias = torch.zeros(m + 1)
+        bias[index + 1] = 6.0
+        gate.head[3].bias.copy_(bias)
+    return MoESam3D(base=base, experts=experts, gate=gate, tau=0.0).eval()
+
+
+def test_batched_general_and_expert_equal_one_by_one():
+    """Without gradients the general decoder and the expert run as one stacked call; the
+    outputs equal running them one after the other (the path taken with gradients on)."""
+    moe = _moe_towards(1)
+    emb = torch.randn(1, 96, 8, 8, 8)
+    pts = (torch.tensor([[[60.0, 64, 70], [20, 30, 40]]]), torch.tensor([[1, 0]]))
+    mask = torch.randn(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        batched = moe.decode(emb, points=pts, mask_input=mask)
+    assert list(moe._stacked) == [2]  # only the pair (general, top-1 expert) was stacked
+    with torch.enable_grad():
+        ref = moe.decode(emb, points=pts, mask_input=mask)
+    assert int(batched.routing.expert[0]) == 2 and bool(batched.routing.use_expert[0])
+    for got, want in [
+        (batched.low_res_logits, ref.low_res_logits),
+        (batched.general_low_res_logits, ref.general_low_res_logits),
+        (batched.iou, ref.iou),
+    ]:
+        assert ((got - want.detach()).abs().max() / want.detach().abs().max()) <= 1e-5
+    assert torch.equal(batched.gate_probs, ref.gate_probs.detach())
+
+
+def test_stacked_pair_is_rebuilt_when_weights_change():
+    moe = _moe_towards(0)
+    first = moe.stacked_pair(1)
+    assert moe.stacked_pair(1) is first  # cached
+    with torch.no_grad():
+        moe.experts["e0"].iou_token.weight.add_(1.0)  # an in-place update bumps the version
+    again = moe.stacked_pair(1)
+    assert again is not first
+    assert torch.equal(again.p["iou_token.weight"][1], moe.experts["e0"].iou_token.weight)
+    assert torch.equal(again.p["iou_token.weight"][0], moe.base.mask_decoder.iou_token.weight)

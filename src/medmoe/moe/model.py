@@ -11,6 +11,9 @@ from medmoe.errors import InputError
 from medmoe.moe.gate import Gate
 from medmoe.moe.selector import DEFAULT_TAU, WEIGHTINGS, Routing, route, select_masks
 from medmoe.sam3d import MaskDecoder3D, Sam3D
+from medmoe.sam3d.stacked import StackedDecoders, weights_fingerprint
+
+STACK_CACHE = 4  # stacked (general, expert) weight pairs kept for the batched click
 
 
 class MoEOutput(NamedTuple):
@@ -84,7 +87,20 @@ class MoESam3D(nn.Module):
         gate_logits = (gate or self.gate)(image_embeddings, image_pe, sparse, return_logits=True)
         probs = gate_logits.softmax(dim=-1)
         routing = route(probs, tau=tau)
-        general, iou = self.base.mask_decoder(image_embeddings, image_pe, sparse, dense)
+        index = self._batchable_expert(routing)
+        if index is not None:  # inference, one expert for all rows: one batched call for both
+            lows, ious = self.stacked_pair(index)(image_embeddings, image_pe, sparse, dense)
+            general, expert_low, iou = lows[0], lows[1], ious[0]
+        else:
+            general, iou = self.base.mask_decoder(image_embeddings, image_pe, sparse, dense)
+            expert_low = self._run_experts(
+                routing, general, image_embeddings, image_pe, sparse, dense
+            )
+        mixed = select_masks(general, expert_low, routing.s_top, tau=tau, weighting=weighting)
+        return MoEOutput(mixed, iou, probs, routing, general, gate_logits)
+
+    def _run_experts(self, routing, general, image_embeddings, image_pe, sparse, dense) -> Tensor:
+        """Each row's top-1 expert where it is used (``general``'s logits elsewhere)."""
         expert_low = general.clone()
         b_emb = image_embeddings.shape[0]
         for index in routing.expert[routing.use_expert].unique().tolist():
@@ -92,8 +108,33 @@ class MoESam3D(nn.Module):
             emb = image_embeddings[rows] if b_emb > 1 else image_embeddings
             low, _ = self.expert_at(index)(emb, image_pe, sparse[rows], dense[rows])
             expert_low = expert_low.index_put((rows.nonzero()[:, 0],), low)
-        mixed = select_masks(general, expert_low, routing.s_top, tau=tau, weighting=weighting)
-        return MoEOutput(mixed, iou, probs, routing, general, gate_logits)
+        return expert_low
+
+    def _batchable_expert(self, routing: Routing) -> int | None:
+        """The expert to batch with the general decoder: without gradients, when every row uses
+        the same expert (always so for one click)."""
+        if torch.is_grad_enabled() or not bool(routing.use_expert.all()):
+            return None
+        first = routing.expert[0]
+        if not bool((routing.expert == first).all()):
+            return None
+        index = int(first)
+        # Only plain decoders stack (a wrapped or subclassed expert runs on its own).
+        same = type(self.expert_at(index)) is type(self.base.mask_decoder) is MaskDecoder3D
+        return index if same else None
+
+    def stacked_pair(self, index: int) -> StackedDecoders:
+        """The general decoder and expert ``index`` stacked, cached (the most recent
+        ``STACK_CACHE`` pairs); rebuilt when either's weights change or move."""
+        pair = (self.base.mask_decoder, self.expert_at(index))
+        cache = self.__dict__.setdefault("_stacked", {})
+        hit = cache.pop(index, None)
+        if hit is None or hit.fingerprint != weights_fingerprint(pair):
+            hit = StackedDecoders(pair)
+        cache[index] = hit  # most recent last
+        while len(cache) > STACK_CACHE:
+            cache.pop(next(iter(cache)))
+        return hit
 
     @torch.no_grad()
     def forward(self, volume: Tensor, **prompts) -> MoEOutput:
