@@ -66,9 +66,13 @@ def test_datastore_persists_and_refuses_a_bad_index(tmp_path, scan_path):
     assert again.to_json()["objects"]["case"]["labels"]["final"]["ext"] == ".nii.gz"
     assert again.status() == {"total": 1, "completed": 1, "label_tags": {"final": 1}}
     assert again.volume("case")[0].array.shape == (70, 40, 60)
-    (tmp_path / "ml" / "datastore.json").write_text(json.dumps({"objects": 3}))
-    with pytest.raises(InputError, match="not a medmoe datastore index"):
-        Datastore(root=tmp_path / "ml")
+    index = tmp_path / "ml" / "datastore.json"
+    entry = json.loads(index.read_text())["objects"]["case"]
+    entry["image"]["file"] = "../../outside"  # an index edited by hand may not name paths
+    for bad in ({"objects": 3}, {"nothing": {}}, {"objects": {"case": entry}}):
+        index.write_text(json.dumps(bad))
+        with pytest.raises(InputError, match="not a medmoe datastore index"):
+            Datastore(root=tmp_path / "ml")
 
 
 def test_multipart_round_trip():

@@ -101,6 +101,18 @@ def load_upload(path: Path, shown: str) -> Volume:
         raise InputError(str(err).replace(str(path), shown)) from None
 
 
+def _check_entry(image_id: str, obj: dict) -> None:
+    """An index entry read from disk names only files this module would have made."""
+    check_id(image_id)
+    image = obj["image"]
+    if not re.fullmatch(r"[0-9a-f]{32}", image["file"]) or image["ext"] not in IMAGE_EXTS:
+        raise ValueError(f"bad image entry for {image_id!r}")
+    for tag, label in obj["labels"].items():
+        check_tag(tag)
+        if label["ext"] not in LABEL_EXTS:
+            raise ValueError(f"bad label entry for {image_id!r}")
+
+
 @dataclass
 class Datastore:
     root: Path  # <data_dir>/monailabel
@@ -111,12 +123,16 @@ class Datastore:
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
         (self.root / "images").mkdir(parents=True, exist_ok=True)
+        for part in (self.root / "images").glob("*.part*"):  # uploads cut short by a crash
+            part.unlink(missing_ok=True)
         index = self.root / "datastore.json"
         self.objects: dict = {}
         if index.is_file():
             try:
                 self.objects = dict(json.loads(index.read_text("utf-8"))["objects"])
-            except (ValueError, KeyError, TypeError):
+                for image_id, obj in self.objects.items():
+                    _check_entry(image_id, obj)
+            except (ValueError, KeyError, TypeError, AttributeError):
                 raise InputError(
                     f"{index} is not a medmoe datastore index: move it away to start afresh"
                 ) from None
