@@ -527,3 +527,32 @@ def test_non_numeric_volume_limit(tmp_path, ckpt, capsys, monkeypatch):
     argv += ["--checkpoint", str(ckpt), "--out", str(tmp_path / "m.nii.gz")]
     expect_cli_error(argv, "MEDMOE_MAX_VOLUME_BYTES must be a positive integer, got 'lots'", capsys)
     assert not (tmp_path / "m.nii.gz").exists()
+
+
+@pytest.mark.parametrize(
+    "action, extra, message",
+    [
+        ("train", ["--batch-size", "0"], "--batch-size: expected an integer >= 1, got '0'"),
+        ("train", ["--lr-backbone=-1"], "--lr-backbone: expected a number > 0"),
+        ("train", ["--top-p", "1.5"], "--top-p: expected a number in (0, 1]"),
+        ("train", ["--synthetic-count", "0"], "--synthetic-count: expected an integer >= 1"),
+        ("train", ["--size", "16,16"], "--size must be at least 32,32"),
+        ("evaluate", ["--batch-size", "-2"], "--batch-size: expected an integer >= 1"),
+        ("evaluate", ["--split", "dev"], "invalid choice"),
+        ("evaluate", ["--seed", "x"], "--seed: expected an integer >= 0"),
+    ],
+)
+def test_bad_fundus_numbers(action, extra, message, tmp_path, capsys):
+    argv = ["fundus", action, "--data", "synthetic", *extra]
+    argv += ["--out", str(tmp_path / "o")] if action == "train" else ["--checkpoint", str(tmp_path)]
+    expect_exit2(argv, message, capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_fundus_data_and_device(tmp_path, capsys):
+    argv = ["fundus", "train", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]
+    expect_cli_error(argv, "not an IDRiD folder", capsys)
+    if not torch.cuda.is_available():
+        argv = ["fundus", "train", "--data", "synthetic", "--out", str(tmp_path / "o")]
+        expect_cli_error([*argv, "--device", "cuda"], "no CUDA device is available", capsys)
+    assert not (tmp_path / "o").exists()

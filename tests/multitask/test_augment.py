@@ -93,3 +93,13 @@ def test_names():
     with pytest.raises(InputError, match="unknown augmentation"):
         augment_config("heavy")
     assert dataclasses.is_dataclass(AugmentConfig) and np.isclose(AugmentConfig().flip_prob, 0.5)
+
+
+def test_cli_offers_exactly_the_augmentations():
+    from medmoe.cli.main import build_parser
+    from medmoe.multitask.augment import AUGMENTS
+
+    argv = ["fundus", "train", "--data", "synthetic", "--out", "x"]
+    assert build_parser().parse_args(argv).augment == "report"
+    for name in AUGMENTS:
+        assert build_parser().parse_args([*argv, "--augment", name]).augment == name

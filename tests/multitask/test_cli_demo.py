@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from medmoe.cli.main import main
@@ -39,6 +40,8 @@ def trained(tmp_path_factory):
             "8",
             "--synthetic-count",
             "8",
+            "--seed",
+            "1",
         ]
     )
     assert rc == 0
@@ -58,7 +61,18 @@ def test_predict_on_the_real_retina_photograph(trained, tmp_path, capsys):
     photo = retina_jpg()
     assert (
         main(
-            ["fundus", "predict", str(photo), "--model", str(trained), "--out", str(tmp_path / "p")]
+            [
+                "fundus",
+                "predict",
+                "--image",
+                str(photo),
+                "--checkpoint",
+                str(trained),
+                "--out",
+                str(tmp_path / "p"),
+                "--device",
+                "cpu",
+            ]
         )
         == 0
     )
@@ -74,28 +88,76 @@ def test_predict_on_the_real_retina_photograph(trained, tmp_path, capsys):
 
 
 def test_evaluate_and_bad_inputs(trained, tmp_path, capsys):
-    assert main(["fundus", "evaluate", "--model", str(trained), "--data", "synthetic"]) == 0
+    argv = ["fundus", "evaluate", "--checkpoint", str(trained), "--data", "synthetic"]
+    assert (
+        main([*argv, "--seed", "1", "--synthetic-count", "4", "--out", str(tmp_path / "m.json")])
+        == 0
+    )
     printed = capsys.readouterr().out
-    assert "dr_kappa" in printed and "OD_aupr" in printed and "mean experts used" in printed
+    assert "split: test" in printed and "dr_kappa" in printed and "MA_aupr" in printed
+    assert "mean experts used" in printed
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["split"] == "test" and 0 <= metrics["OD_dice"] <= 1
+    saved = json.loads((trained / "config.json").read_text())
+    assert saved["mean"] == [0.485, 0.456, 0.406] and saved["std"] == [0.229, 0.224, 0.225]
     bad = tmp_path / "x.jpg"
     bad.write_bytes(b"no image")
-    assert (
-        main(["fundus", "predict", str(bad), "--model", str(trained), "--out", str(tmp_path / "o")])
-        == 2
-    )
+    pred = ["fundus", "predict", "--image", str(bad), "--checkpoint", str(trained)]
+    assert main([*pred, "--out", str(tmp_path / "o")]) == 2
     assert "cannot read image" in capsys.readouterr().err
-    assert main(["fundus", "evaluate", "--model", str(tmp_path), "--data", "synthetic"]) == 2
+    assert main(["fundus", "evaluate", "--checkpoint", str(tmp_path), "--data", "synthetic"]) == 2
     assert "not a medmoe fundus model" in capsys.readouterr().err
-    for flag, value in (("--lr-heads", "0"), ("--expert-loss", "-1")):
-        argv = ["fundus", "train", "--data", "synthetic", "--out", str(tmp_path / "t"), flag, value]
-        assert main(argv) == 2
-        err = capsys.readouterr().err
-        assert "--lr-backbone and --lr-heads must be > 0 and --expert-loss >= 0" in err
-        assert "Traceback" not in err and not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--lr-heads", "0", "expected a number > 0"),
+        ("--expert-loss", "-1", "expected a number >= 0"),
+        ("--epochs", "0", "expected an integer >= 1"),
+        ("--batch-size", "0", "expected an integer >= 1"),
+        ("--top-p", "0", "expected a number in (0, 1]"),
+        ("--seed", "-1", "expected an integer >= 0"),
+        ("--augment", "heavy", "invalid choice"),
+        ("--device", "tpu", "must be auto, cpu, cuda or cuda:N"),
+    ],
+)
+def test_train_options_are_range_checked(flag, value, message, tmp_path, capsys):
+    argv = ["fundus", "train", "--data", "synthetic", "--out", str(tmp_path / "t"), flag, value]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "t").exists()
+
+
+def test_kill_and_resume_is_bit_identical(tmp_path, capsys):
+    """Augmentation on: an uninterrupted run equals one killed after its first epoch and
+    resumed (the last checkpoint is deleted, as if the process had died before writing it)."""
+    from safetensors.torch import load_file
+
+    argv = ["fundus", "train", "--data", "synthetic", "--size", "32,48", "--epochs", "2"]
+    argv += ["--backbone-width", "8", "--head-width", "16", "--synthetic-count", "4"]
+    argv += ["--batch-size", "2", "--seed", "3"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 0
+    (tmp_path / "b" / "checkpoints" / "checkpoint_epoch0001.pt").unlink()
+    (tmp_path / "b" / "model.safetensors").unlink()
+    assert main([*argv, "--out", str(tmp_path / "b"), "--resume"]) == 0
+    a = load_file(str(tmp_path / "a" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    capsys.readouterr()
+    assert main([*argv, "--lr-heads", "1e-3", "--out", str(tmp_path / "b"), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "another configuration" in err and len(err.strip().splitlines()) == 1
 
 
 def test_demo_fundus_quick(tmp_path):
     assert main(["demo", "fundus", "--quick", "--out", str(tmp_path / "d")]) == 0
     text = (tmp_path / "d" / "report.md").read_text()
     assert "| Multi-task MoE" in text and "| Single-task ResNet-50 classifier" in text
-    assert "within 5 points" in text
+    assert "## Test split" in text and "## Validation split" in text and "within 5 points" in text
+    assert "| Model | RG acc | MER acc | MA IoU / Dice |" in text and "MA AUPR" in text
+    results = json.loads((tmp_path / "d" / "results.json").read_text())
+    assert set(results["Single-task DeepLabV3+ segmenter"]) == {"val", "test"}

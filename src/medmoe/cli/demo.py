@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
         from medmoe.errors import InputError
 
         try:
-            from medmoe.multitask.demo import run_fundus_demo
+            from medmoe.demo.fundus import run_fundus_demo
         except ImportError:
             raise InputError(
                 "the fundus demo is not part of this release yet (see the README)"

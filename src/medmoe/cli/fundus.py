@@ -5,6 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from medmoe.cli.common import (
+    _ranged,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+)
+from medmoe.utils.device import add_device_arg
+
+top_p_float = _ranged(float, low=0.0, low_open=True, high=1.0, what="a number in (0, 1]")
+SPLIT_HELP = "train, val (carved from IDRiD's training set) or test (IDRiD's official test set)"
+
 
 def _size(text: str) -> tuple[int, int]:
     try:
@@ -18,20 +30,30 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "fundus", help="multi-task MoE for fundus images: DR grade, DME risk, 5 lesion masks"
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="an IDRiD root folder, or 'synthetic'")
+    p.add_argument(
+        "--seed",
+        type=nonneg_int,
+        default=0,
+        help="training seed; synthetic data: split k of seed s is generator seed 3s+k, so no two "
+        "splits of any seeds share an image",
     )
-    actions = p.add_subparsers(dest="action", metavar="ACTION")
-    actions.required = True
+    p.add_argument(
+        "--synthetic-count", type=positive_int, default=64, help="images of each kind (synthetic)"
+    )
+    add_device_arg(p)
+
+
+def _train_parser(actions) -> None:
     t = actions.add_parser("train", help="train (runs under torchrun; --resume continues)")
-    t.add_argument("--data", required=True, help="an IDRiD root folder, or 'synthetic'")
+    _data_args(t)
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--size", type=_size, default=(712, 1072), help="H,W (the report: 712,1072)")
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--batch-size", type=int, default=4)
-    t.add_argument("--experts", type=int, default=3)
-    t.add_argument("--top-p", type=float, default=0.5)
+    t.add_argument("--epochs", type=positive_int, default=10)
+    t.add_argument("--batch-size", type=positive_int, default=4)
+    t.add_argument("--experts", type=positive_int, default=3)
+    t.add_argument("--top-p", type=top_p_float, default=0.5)
     t.add_argument(
         "--tasks",
         nargs="+",
@@ -40,64 +62,75 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a subset trains a single-task baseline with the same code",
     )
     t.add_argument("--shared-aspp", action="store_true")
-    t.add_argument("--backbone-width", type=int, default=64, help="64 is ResNet-50")
-    t.add_argument("--head-width", type=int, default=256, help="channels of the expert heads")
+    t.add_argument("--backbone-width", type=positive_int, default=64, help="64 is ResNet-50")
+    t.add_argument("--head-width", type=positive_int, default=256, help="expert head channels")
     t.add_argument(
         "--resnet-weights", type=Path, help="local torchvision resnet50-*.pth (weights_only)"
     )
-    t.add_argument("--lr-backbone", type=float, default=3e-5, help="AdamW lr (the report: 3e-5)")
-    t.add_argument("--lr-heads", type=float, default=3e-4, help="AdamW lr (the report: 3e-4)")
+    t.add_argument("--lr-backbone", type=positive_float, default=3e-5, help="(report: 3e-5)")
+    t.add_argument("--lr-heads", type=positive_float, default=3e-4, help="(report: 3e-4)")
     # the names of medmoe.train.schedule.SCHEDULES, written out: the CLI parses before torch loads
     t.add_argument(
         "--lr-schedule", choices=("constant", "cosine"), default="constant", help="per step"
     )
     t.add_argument(
         "--expert-loss",
-        type=float,
+        type=nonneg_float,
         default=1.0,
         help="weight of each expert's own loss during the dense warm-up (0: the report's recipe)",
     )
-    t.add_argument("--synthetic-count", type=int, default=64)
-    t.add_argument("--seed", type=int, default=0)
+    # the names of medmoe.multitask.augment.AUGMENTS
+    t.add_argument(
+        "--augment",
+        choices=("none", "report"),
+        default="report",
+        help="report: flip, rotation, rescaling, translation, contrast, blur (default)",
+    )
     t.add_argument("--resume", action="store_true")
     t.set_defaults(func=run_train)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fundus", help="multi-task MoE for fundus images: DR grade, DME risk, 5 lesion masks"
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    _train_parser(actions)
     e = actions.add_parser("evaluate", help="accuracy/kappa for grades; IoU/Dice/AUPR for lesions")
-    e.add_argument("--model", type=Path, required=True)
-    e.add_argument("--data", required=True, help="an IDRiD root folder, or 'synthetic'")
-    e.add_argument("--split", choices=("train", "test"), default="test")
+    e.add_argument(
+        "--checkpoint", "--model", dest="checkpoint", type=Path, required=True,
+        help="a model folder written by 'medmoe fundus train'",
+    )  # fmt: skip
+    _data_args(e)
+    e.add_argument("--split", choices=("train", "val", "test"), default="test", help=SPLIT_HELP)
+    e.add_argument("--batch-size", type=positive_int, default=8)
     e.add_argument("--dense", action="store_true", help="run every expert (default: top-p)")
+    e.add_argument("--out", type=Path, help="also write the metrics to this JSON file")
     e.set_defaults(func=run_evaluate)
     pr = actions.add_parser(
         "predict", help="grades, lesion masks (PNG) and an overlay for one photograph"
     )
-    pr.add_argument("image", type=Path)
-    pr.add_argument("--model", type=Path, required=True)
+    pr.add_argument("--image", type=Path, required=True, help="a fundus photograph (JPEG, PNG)")
+    pr.add_argument(
+        "--checkpoint", "--model", dest="checkpoint", type=Path, required=True,
+        help="a model folder written by 'medmoe fundus train'",
+    )  # fmt: skip
     pr.add_argument("--out", type=Path, required=True)
+    add_device_arg(pr)
     pr.set_defaults(func=run_predict)
 
 
-def _load_data(spec: str, *, split: str, size, count: int, seed: int):
-    from medmoe.multitask.train import idrid_data, synthetic_data
-
-    if spec == "synthetic":
-        return synthetic_data(
-            n_cls=count, n_seg=count, size=size, seed=seed + (0 if split == "train" else 1)
-        )
-    return idrid_data(spec, split=split, size=size)
-
-
 def run_train(args: argparse.Namespace) -> int:
-    from medmoe.errors import InputError
     from medmoe.multitask.artifact import save_fundus_model
+    from medmoe.multitask.data import load_split
     from medmoe.multitask.model import MultiTaskConfig
     from medmoe.multitask.train import FundusTrainConfig, plot_curves, train_fundus
+    from medmoe.utils.device import resolve_device
 
-    if args.epochs < 1 or args.experts < 1 or not 0 < args.top_p <= 1:
-        raise InputError("--epochs and --experts must be >= 1 and --top-p in (0, 1]")
-    if not (args.lr_backbone > 0 and args.lr_heads > 0 and args.expert_loss >= 0):
-        raise InputError("--lr-backbone and --lr-heads must be > 0 and --expert-loss >= 0")
-    data = _load_data(
-        args.data, split="train", size=args.size, count=args.synthetic_count, seed=args.seed
+    device = resolve_device(args.device)
+    data = load_split(
+        args.data, split="train", size=args.size, seed=args.seed, count=args.synthetic_count
     )
     mc = MultiTaskConfig(
         num_experts=args.experts,
@@ -108,21 +141,24 @@ def run_train(args: argparse.Namespace) -> int:
         head_width=args.head_width,
         image_size=args.size,
     )
+    config = FundusTrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr_backbone=args.lr_backbone,
+        lr_heads=args.lr_heads,
+        lr_schedule=args.lr_schedule,
+        expert_loss=args.expert_loss,
+        augment=args.augment,
+        seed=args.seed,
+    )
     model, history = train_fundus(
         model_config=mc,
-        config=FundusTrainConfig(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr_backbone=args.lr_backbone,
-            lr_heads=args.lr_heads,
-            lr_schedule=args.lr_schedule,
-            expert_loss=args.expert_loss,
-            seed=args.seed,
-        ),
+        config=config,
         data=data,
         out_dir=args.out,
         resume=args.resume,
         init_weights=args.resnet_weights,
+        device=device,
     )
     save_fundus_model(model, args.out)
     plot_curves(history, args.out / "curves.png", "training loss")
@@ -131,27 +167,38 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from medmoe.multitask.artifact import load_fundus_model
-    from medmoe.multitask.train import evaluate_fundus
+    import json
 
-    model = load_fundus_model(args.model)
-    data = _load_data(
-        args.data, split=args.split, size=tuple(model.config.image_size), count=32, seed=0
+    from medmoe.multitask.artifact import load_fundus_model
+    from medmoe.multitask.data import load_split
+    from medmoe.multitask.evaluate import evaluate_fundus
+    from medmoe.utils.device import resolve_device
+    from medmoe.utils.files import atomic_write
+
+    model = load_fundus_model(args.checkpoint, device=resolve_device(args.device))
+    size = tuple(model.config.image_size)
+    data = load_split(
+        args.data, split=args.split, size=size, seed=args.seed, count=args.synthetic_count
     )
-    res = evaluate_fundus(model, data, dense=args.dense)
+    res = evaluate_fundus(model, data, batch_size=args.batch_size, dense=args.dense)
+    print(f"split: {args.split}")
     for k, v in res.items():
         if k == "experts_used":
             print("mean experts used: " + ", ".join(f"{t} {n:.2f}" for t, n in v.items()))
         else:
             print(f"{k:10s} {v:.4f}")
+    if args.out is not None:
+        with atomic_write(args.out) as tmp:
+            tmp.write_text(json.dumps({"split": args.split, **res}, indent=1))
     return 0
 
 
 def run_predict(args: argparse.Namespace) -> int:
     from medmoe.multitask.artifact import load_fundus_model
     from medmoe.multitask.predict import predict_photo, read_photo, write_prediction
+    from medmoe.utils.device import resolve_device
 
-    model = load_fundus_model(args.model)
+    model = load_fundus_model(args.checkpoint, device=resolve_device(args.device))
     image = read_photo(args.image, tuple(model.config.image_size))
     res = predict_photo(model, image)
     write_prediction(res, image, model.config.lesions, args.out)

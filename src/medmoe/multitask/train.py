@@ -1,11 +1,12 @@
-"""Training and evaluation of the multi-task MoE (and of its single-task baselines).
+"""Training of the multi-task MoE (and of its single-task baselines) on the shared engine.
 
 Classification and segmentation samples are disjoint (as in IDRiD), so training alternates a
-classification batch and a segmentation batch, and each loss sees only the labels it has. All
-experts run (dense routing) for the warm-up fraction of the epochs, then top-p routing with
+classification batch and a segmentation batch (:class:`AlternatingBatches`, a batch sampler over
+the two sets concatenated, :class:`TrainingSet`), and each loss sees only the labels it has.
+All experts run (dense routing) for the warm-up fraction of the epochs, then top-p routing with
 sparse dispatch. AdamW with lr 3e-5 for the backbone and 3e-4 for the rest, weight decay 1e-4
-(the report's values). Runs under torchrun (DDP; gloo on CPU) and resumes from its last
-atomic epoch checkpoint.
+(the report's values). The loop itself (DDP, DataLoader, autocast, checkpoints, resume) is
+:func:`medmoe.train.engine.fit`; this module supplies the step, the batches and the balancer.
 """
 
 from __future__ import annotations
@@ -13,68 +14,25 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from torch import Tensor, nn
+from torch.utils.data import Dataset, DistributedSampler
 
+from medmoe.errors import InputError
+from medmoe.multitask.augment import Augmenter, augment_config
 from medmoe.multitask.balance import GradBalancer
+from medmoe.multitask.data import FundusData, normalize
 from medmoe.multitask.heads import HeadOutput
 from medmoe.multitask.losses import AuxWeights, ClassificationLoss, SegmentationLoss, gate_aux_loss
-from medmoe.multitask.metrics import accuracy, aupr, pooled_iou_dice, quadratic_weighted_kappa
 from medmoe.multitask.model import MultiTaskConfig, MultiTaskMoE
 from medmoe.multitask.routing import use_dense
 from medmoe.train import distributed as dist_utils
-from medmoe.train.amp import autocast
-from medmoe.train.checkpoint import (
-    checkpoint_path,
-    latest_checkpoint,
-    load_training_state,
-    save_training_state,
-)
-from medmoe.train.schedule import lr_factor
+from medmoe.train.engine import LoopConfig, StepContext, fit
 
 
-class FundusData(NamedTuple):
-    cls_images: np.ndarray  # (N, 3, H, W) float32
-    dr: np.ndarray  # (N,)
-    dme: np.ndarray  # (N,)
-    seg_images: np.ndarray  # (M, 3, H, W)
-    masks: np.ndarray  # (M, 5, H, W) bool
-
-
-def synthetic_data(*, n_cls: int, n_seg: int, size: tuple[int, int], seed: int) -> FundusData:
-    from medmoe.multitask.synthetic import synth_fundus
-
-    rng = np.random.default_rng(seed)
-    cls = [synth_fundus(rng, size) for _ in range(n_cls)]
-    seg = [synth_fundus(rng, size) for _ in range(n_seg)]
-    return FundusData(
-        np.stack([c[0] for c in cls]) if cls else np.zeros((0, 3, *size), np.float32),
-        np.array([c[2] for c in cls], np.int64),
-        np.array([c[3] for c in cls], np.int64),
-        np.stack([s[0] for s in seg]) if seg else np.zeros((0, 3, *size), np.float32),
-        np.stack([s[1] for s in seg]) if seg else np.zeros((0, 5, *size), bool),
-    )
-
-
-def idrid_data(root: str | os.PathLike, *, split: str, size: tuple[int, int]) -> FundusData:
-    from medmoe.multitask.idrid import grading_samples, load_masks, load_rgb, segmentation_samples
-
-    grades = grading_samples(root, split)
-    segs = segmentation_samples(root, split)
-    return FundusData(
-        np.stack([load_rgb(g.image, size) for g in grades]),
-        np.array([g.dr for g in grades]),
-        np.array([g.dme for g in grades]),
-        np.stack([load_rgb(s.image, size) for s in segs]),
-        np.stack([load_masks(s, size) for s in segs]),
-    )
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FundusTrainConfig:
     epochs: int = 10
     batch_size: int = 4
@@ -85,25 +43,73 @@ class FundusTrainConfig:
     balance_tasks: bool = True  # equalise the backbone's gradient between cls and seg steps
     # during the dense warm-up, each expert's own output is also supervised (weight; 0 = off)
     expert_loss: float = 1.0
-    lr_schedule: str = "constant"  # or "cosine": per step, from the base rates to 0
+    lr_schedule: str = "constant"  # or "cosine": per optimizer step, from the base rates to 0
+    augment: str = "report"  # or "none" (see medmoe.multitask.augment)
     seed: int = 0
 
 
-MEAN = torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1)  # ImageNet statistics
-STD = torch.tensor([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1)
+class TrainingSet(Dataset):
+    """The grading set then the segmentation set (either left out when the model has no such
+    task), as one dataset whose keys are ``(epoch, index)``: each sample's augmentation is
+    seeded by (seed, epoch, index)."""
+
+    def __init__(
+        self, *, data: FundusData, augmenter: Augmenter | None, cls: bool = True, seg: bool = True
+    ) -> None:
+        self.data, self.augmenter = data, augmenter
+        self.n_cls = len(data.grading) if cls else 0
+        self.n_seg = len(data.segmentation) if seg else 0
+
+    def __len__(self) -> int:
+        return self.n_cls + self.n_seg
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        epoch, index = key
+        if not 0 <= index < len(self):
+            raise IndexError(f"training sample {index} of {len(self)}")
+        if index < self.n_cls:
+            item, masks = self.data.grading[index], None
+        else:
+            item = self.data.segmentation[index - self.n_cls]
+            masks = item["masks"]
+        if self.augmenter is not None:
+            image, masks = self.augmenter(item["image"], masks, epoch=epoch, index=index)
+            item = {**item, "image": image}
+        if masks is not None:
+            item["masks"] = masks.float()
+        return item
 
 
-def normalize(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    return (torch.as_tensor(images, dtype=torch.float32) - MEAN) / STD
+class AlternatingBatches:
+    """This rank's batches of one epoch: a classification batch, then a segmentation batch, and
+    so on; the kind with fewer batches starts over. Each kind is shuffled and shared out between
+    the ranks by its own ``DistributedSampler`` (seeded by (seed, epoch)), which pads every rank
+    to the same number of batches, so that the ranks step in lockstep on the same kind."""
+
+    def __init__(self, *, n_cls: int, n_seg: int, batch_size: int, seed: int) -> None:
+        self.sizes, self.batch_size, self.seed = (n_cls, n_seg), batch_size, seed
+
+    def _kind(self, offset: int, n: int, epoch: int, ctx) -> list[list[tuple[int, int]]]:
+        if n == 0:
+            return []
+        sampler = DistributedSampler(
+            range(n), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=self.seed
+        )
+        sampler.set_epoch(epoch)
+        idx = [(epoch, offset + int(i)) for i in sampler]
+        return [idx[k : k + self.batch_size] for k in range(0, len(idx), self.batch_size)]
+
+    def __call__(self, epoch: int, ctx) -> list[list[tuple[int, int]]]:
+        cls_b = self._kind(0, self.sizes[0], epoch, ctx)
+        seg_b = self._kind(self.sizes[0], self.sizes[1], epoch, ctx)
+        out = []
+        for step in range(max(len(cls_b), len(seg_b))):
+            out += [kind[step % len(kind)] for kind in (cls_b, seg_b) if kind]
+        return out
 
 
-def _batches(n: int, bs: int, rng: np.random.Generator, ctx) -> list[np.ndarray]:
-    if n == 0:
-        return []
-    order = rng.permutation(n)
-    chunks = [order[i : i + bs] for i in range(0, n, bs)]
-    usable = (len(chunks) // ctx.world_size) * ctx.world_size or len(chunks)
-    return chunks[:usable][ctx.rank :: ctx.world_size]
+def batch_kind(batch: dict) -> str:
+    return "seg" if "masks" in batch else "cls"
 
 
 def supervised_loss(
@@ -131,6 +137,52 @@ def supervised_loss(
     return loss + expert_weight * torch.stack(per_expert).mean()
 
 
+class FundusStep:
+    """One homogeneous batch (grades or masks) to its loss, gate auxiliaries included."""
+
+    def __init__(self, *, model: MultiTaskMoE, config: FundusTrainConfig) -> None:
+        self.model, self.config = model, config
+        self.wrapped: nn.Module = model  # the engine replaces it with the DDP wrapper
+        self.cls_loss, self.seg_loss = ClassificationLoss(), SegmentationLoss()
+        self.aux = AuxWeights(**config.aux)
+
+    def __call__(self, batch: dict, ctx: StepContext) -> Tensor:
+        mc = self.model.config
+        dense = use_dense(ctx.epoch, self.config.epochs, mc.warmup_fraction)
+        images = normalize(
+            batch["image"].to(ctx.device, non_blocking=True), mean=mc.mean, std=mc.std
+        )
+        w = self.config.expert_loss
+        if batch_kind(batch) == "seg":
+            tasks: tuple[str, ...] = ("seg",)
+            out = self.wrapped(images, dense=dense, tasks=tasks)
+            target = batch["masks"].to(ctx.device, dtype=torch.float32)
+            loss = supervised_loss(self.seg_loss, out["seg"], target, expert_weight=w)
+        else:
+            tasks = tuple(t for t in ("dr", "dme") if t in self.model.heads)
+            out = self.wrapped(images, dense=dense, tasks=tasks)
+            loss = sum(
+                supervised_loss(self.cls_loss, out[t], batch[t].to(ctx.device), expert_weight=w)
+                for t in tasks
+            )
+        if mc.num_experts > 1:
+            loss = loss + sum(gate_aux_loss(out[t].probs, out[t].mask, self.aux) for t in tasks)
+        return loss
+
+
+def build_model(
+    model_config: MultiTaskConfig, *, seed: int, init_weights: str | os.PathLike | None
+) -> MultiTaskMoE:
+    """The model, initialised from ``seed`` (and a local torchvision ResNet-50, when given)."""
+    torch.manual_seed(seed)
+    model = MultiTaskMoE(config=model_config)
+    if init_weights is not None:
+        from medmoe.multitask.backbone import load_torchvision_resnet50
+
+        load_torchvision_resnet50(model.backbone, init_weights)
+    return model
+
+
 def train_fundus(
     *,
     model_config: MultiTaskConfig,
@@ -140,155 +192,59 @@ def train_fundus(
     resume: bool = False,
     progress: bool = True,
     init_weights: str | os.PathLike | None = None,
+    device: torch.device | str = "cpu",
 ) -> tuple[MultiTaskMoE, list[dict]]:
-    """``init_weights``: a local torchvision ResNet-50 checkpoint for the backbone (ImageNet)."""
-    ctx = dist_utils.init_distributed()
-    out_dir = Path(out_dir)
-    torch.manual_seed(config.seed)
-    model = MultiTaskMoE(config=model_config)
-    if init_weights is not None:
-        from medmoe.multitask.backbone import load_torchvision_resnet50
-
-        load_torchvision_resnet50(model.backbone, init_weights)
+    """Train on ``data`` (its training split); checkpoints go to ``out_dir/checkpoints``.
+    ``init_weights``: a local torchvision ResNet-50 checkpoint for the backbone (ImageNet)."""
+    model = build_model(model_config, seed=config.seed, init_weights=init_weights)
     backbone = list(model.backbone.parameters())
     ids = {id(p) for p in backbone}
     rest = [p for p in model.parameters() if id(p) not in ids]
-    opt = torch.optim.AdamW(
-        [{"params": backbone, "lr": config.lr_backbone}, {"params": rest, "lr": config.lr_heads}],
-        weight_decay=config.weight_decay,
-    )
     has_cls = any(t in model.heads for t in ("dr", "dme"))
     has_seg = "seg" in model.heads
     kinds = ("cls", "seg") if has_cls and has_seg and config.balance_tasks else ()
     balancer = GradBalancer(params=backbone, kinds=kinds)
-    start, history = 0, []
-    last = latest_checkpoint(out_dir / "checkpoints") if resume else None
-    if last is not None:
-        state = load_training_state(last, model=model, optimizer=opt)
-        start, history = state.epoch + 1, list(state.extra.get("history", []))
-        balancer.load_state_dict(state.extra.get("balancer", {}))
-    wrapped = dist_utils.wrap_model(model, ctx, find_unused_parameters=True)
-    cls_loss, seg_loss, aux_w = ClassificationLoss(), SegmentationLoss(), AuxWeights(**config.aux)
-    for epoch in range(start, config.epochs):
-        dense = use_dense(epoch, config.epochs, model_config.warmup_fraction)
-        rng = np.random.default_rng([config.seed, epoch])
-        cls_b = _batches(len(data.dr), config.batch_size, rng, ctx) if has_cls else []
-        seg_b = _batches(len(data.masks), config.batch_size, rng, ctx) if has_seg else []
-        steps = max(len(cls_b), len(seg_b))
-        model.train()
-        losses = []
-        for step in tqdm(
-            range(steps),
-            desc=f"epoch {epoch + 1}/{config.epochs} ({'dense' if dense else 'top-p'})",
-            disable=not (progress and ctx.is_main),
-            leave=False,
-        ):
-            factor = lr_factor((epoch + step / steps) / config.epochs, schedule=config.lr_schedule)
-            for group, base in zip(
-                opt.param_groups, (config.lr_backbone, config.lr_heads), strict=True
-            ):
-                group["lr"] = base * factor
-            for kind, batches in (("cls", cls_b), ("seg", seg_b)):
-                if not batches:
-                    continue
-                idx = batches[step % len(batches)]
-                opt.zero_grad(set_to_none=True)
-                with autocast(ctx.device):
-                    if kind == "cls":
-                        tasks = tuple(t for t in ("dr", "dme") if t in model.heads)
-                        out = wrapped(
-                            normalize(data.cls_images[idx]).to(ctx.device), dense=dense, tasks=tasks
-                        )
-                        labels = {"dr": data.dr, "dme": data.dme}
-                        loss = sum(
-                            supervised_loss(
-                                cls_loss,
-                                out[t],
-                                torch.as_tensor(labels[t][idx]).to(ctx.device),
-                                expert_weight=config.expert_loss,
-                            )
-                            for t in tasks
-                        )
-                    else:
-                        tasks = ("seg",)
-                        out = wrapped(
-                            normalize(data.seg_images[idx]).to(ctx.device), dense=dense, tasks=tasks
-                        )
-                        target = torch.as_tensor(data.masks[idx], dtype=torch.float32).to(
-                            ctx.device
-                        )
-                        loss = supervised_loss(
-                            seg_loss, out["seg"], target, expert_weight=config.expert_loss
-                        )
-                    if model_config.num_experts > 1:
-                        loss = loss + sum(
-                            gate_aux_loss(out[t].probs, out[t].mask, aux_w) for t in tasks
-                        )
-                loss.backward()
-                balancer(kind)  # DDP has all-reduced the gradients: every rank scales alike
-                opt.step()
-                losses.append(float(loss.detach()))
-        dist_utils.broadcast_buffers(model, ctx)
-        history.append(
-            {
-                "epoch": epoch,
-                "loss": float(np.mean(losses)) if losses else float("nan"),
-                "dense": dense,
-            }
-        )
-        if ctx.is_main:
-            save_training_state(
-                checkpoint_path(out_dir / "checkpoints", epoch),
-                model=model,
-                optimizer=opt,
-                epoch=epoch,
-                step=steps,
-                config={"model": model_config.to_dict(), "train": asdict(config)},
-                extra={"history": history, "balancer": balancer.state_dict()},
-            )
-        dist_utils.barrier(ctx)
+    aug = augment_config(config.augment)
+    size = tuple(model_config.image_size)
+    augmenter = None if aug is None else Augmenter(config=aug, size=size, seed=config.seed)
+    dataset = TrainingSet(data=data, augmenter=augmenter, cls=has_cls, seg=has_seg)
+    if len(dataset) == 0:
+        raise InputError("no training images for the model's tasks")
+    batches = AlternatingBatches(
+        n_cls=dataset.n_cls, n_seg=dataset.n_seg, batch_size=config.batch_size, seed=config.seed
+    )
+    history = fit(
+        model=model,
+        param_groups=[
+            {"params": backbone, "lr": config.lr_backbone},
+            {"params": rest, "lr": config.lr_heads},
+        ],
+        step=FundusStep(model=model, config=config),
+        dataset=dataset,
+        loop=LoopConfig(
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            schedule=config.lr_schedule,
+            seed=config.seed,
+        ),
+        run_dir=Path(out_dir) / "checkpoints",
+        # flat: the engine lets a resumed run change only ``epochs`` (extending a finished run)
+        config={"model": model_config.to_dict(), **asdict(config)},
+        device=device,
+        find_unused_parameters=True,
+        before_optimizer_step=lambda batch: balancer(batch_kind(batch)),
+        batches=batches,
+        extra_state={"balancer": balancer},
+        weight_decay=config.weight_decay,
+        resume=resume,
+        progress=progress,
+        desc="fundus",
+    )
+    for h in history:
+        h["dense"] = use_dense(h["epoch"], config.epochs, model_config.warmup_fraction)
+    ctx = dist_utils.init_distributed(device=device)
     dist_utils.dump_rank_weights(model, out_dir, "model", ctx)
     return model.eval(), history
-
-
-@torch.no_grad()
-def evaluate_fundus(
-    model: MultiTaskMoE, data: FundusData, *, batch_size: int = 8, dense: bool = False
-) -> dict:
-    """Grades: accuracy and quadratic-weighted kappa. Lesions: pooled IoU/Dice (threshold 0.5)
-    and AUPR. Also the mean number of experts used per task (top-p inference)."""
-    model.eval()
-    res: dict = {}
-    used: dict[str, list[float]] = {}
-    for task, classes in (("dr", model.config.dr_classes), ("dme", model.config.dme_classes)):
-        if task not in model.heads or len(data.dr) == 0:
-            continue
-        preds = []
-        for i in range(0, len(data.dr), batch_size):
-            out = model(normalize(data.cls_images[i : i + batch_size]), dense=dense, tasks=(task,))[
-                task
-            ]
-            preds.append(out.output.argmax(-1).numpy())
-            used.setdefault(task, []).extend(out.mask.sum(-1).tolist())
-        pred = np.concatenate(preds)
-        true = data.dr if task == "dr" else data.dme
-        res[f"{task}_acc"] = accuracy(pred, true)
-        res[f"{task}_kappa"] = quadratic_weighted_kappa(pred, true, classes)
-    if "seg" in model.heads and len(data.masks):
-        probs = []
-        for i in range(0, len(data.masks), batch_size):
-            out = model(
-                normalize(data.seg_images[i : i + batch_size]), dense=dense, tasks=("seg",)
-            )["seg"]
-            probs.append(out.output.sigmoid().numpy())
-            used.setdefault("seg", []).extend(out.mask.sum(-1).tolist())
-        prob = np.concatenate(probs)
-        for c, lesion in enumerate(model.config.lesions):
-            iou, dice = pooled_iou_dice(prob[:, c] > 0.5, data.masks[:, c])
-            res[f"{lesion}_iou"], res[f"{lesion}_dice"] = iou, dice
-            res[f"{lesion}_aupr"] = aupr(prob[:, c], data.masks[:, c])
-    res["experts_used"] = {t: float(np.mean(v)) for t, v in used.items()}
-    return res
 
 
 def plot_curves(history: list[dict], path: Path, title: str) -> Path:
@@ -300,7 +256,7 @@ def plot_curves(history: list[dict], path: Path, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.plot([h["epoch"] + 1 for h in history], [h["loss"] for h in history], marker="o")
     for h in history:
-        if not h["dense"]:
+        if not h.get("dense", True):
             ax.axvline(h["epoch"] + 0.5, color="gray", ls="--", lw=0.8, label="top-p from here")
             break
     ax.set_xlabel("epoch")
