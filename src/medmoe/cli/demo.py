@@ -1,5 +1,5 @@
-"""``medmoe demo``: the main job. ``mri`` (default) reproduces SAM-Med3D-MoE's non-forgetting
-result on real MRI; ``fundus`` runs the multi-task fundus MoE on synthetic images."""
+"""``medmoe demo``: the main job. ``mri`` (default) runs SAM-Med3D-MoE's weak-category
+experiment on two real brains (trained on one, evaluated on both); ``fundus`` runs the multi-task fundus MoE on synthetic images."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the SAM-Med3D-MoE experiment on real MRI (CPU, minutes)")
+    p = sub.add_parser(
+        "demo", help="run the SAM-Med3D-MoE experiment on two real brains (CPU, under 20 minutes)"
+    )
     p.add_argument("which", nargs="?", choices=("mri", "fundus"), default="mri")
     p.add_argument("--quick", action="store_true", help="a small run (about 2 minutes), for CI")
     p.add_argument("--out", type=Path, help="output folder (default runs/demo or runs/demo-fundus)")

@@ -55,17 +55,19 @@ class DemoConfig:
     groups: tuple[Group, ...] = GROUPS  # one expert each, in gate order (gate index 1, 2, ...)
     train_crops: int = 8  # Subject A training crops per structure (20 % become validation)
     weak_pretrain_crops: int = 1  # of those, how many a weak structure adds to pretraining
-    eval_crops_a: int = 2  # Subject A held-out crops per structure (augmentation seeds disjoint)
+    eval_crops_a: int = 1  # Subject A held-out crops per structure (augmentation seeds disjoint)
     eval_crops_b: int = 2  # Subject B crops per structure (jitter only; a real second brain)
     jitter_mm: float = 20.0  # crop centres move by up to this much per axis (train and eval)
     pretrain_steps: int = 1000
     pretrain_lr: float = 1e-3
     pretrain_clicks: int = 3
-    expert_epochs: int = 8
+    expert_epochs: int = 10
     expert_lr: float = 5e-4
     expert_clicks: int = 2
+    expert_batch: int = 1  # crops per optimizer step: a group has only ~13 training crops
     gate_epochs: int = 4
     gate_lr: float = 1e-3  # the paper's 1e-6 suits a long GPU run, not minutes on a CPU
+    gate_batch: int = 2
     gate_clicks: int = 2  # >= 2: the gate also sees the negative clicks of later steps
     eval_clicks: int = 6  # the paper's 6 points
     taus: tuple[float, ...] = (0.3, 0.5, 0.7)  # Table 2's rows

@@ -34,6 +34,7 @@ from medmoe.eval.clicks import box_from_mask, first_click, next_click
 from medmoe.eval.metrics import nsd
 from medmoe.moe.model import MoESam3D
 from medmoe.moe.selector import select_masks
+from medmoe.sam3d.upsample import upsampled_mask
 
 WEIGHTINGS = ("s_top", "avg", "aft")
 TABLE1 = ("Baseline", "FT", "MoE")
@@ -158,7 +159,7 @@ def click_loop(
     first: np.ndarray | None,
     n_clicks: int,
     rng: np.random.Generator,
-    upsample: Callable[[Tensor], Tensor],
+    size: int,
 ) -> Trajectory:
     """Box: the ground-truth box alone. Points: ``first`` then ``n_clicks - 1`` error clicks."""
     boxes = None
@@ -179,7 +180,7 @@ def click_loop(
             labels.append(click.label)
         out = decode(_tensors(points, labels), boxes, low)
         low = out.low
-        mask = (upsample(low)[0, 0] > 0).numpy()
+        mask = upsampled_mask(low, size)[0, 0].numpy()  # = trilinear upsampling > 0, exactly
         steps.append(out)
     return Trajectory(
         mask, (steps[0].gate_class, steps[-1].gate_class), (steps[0].expert, steps[-1].expert)
@@ -213,7 +214,7 @@ def evaluate_crop(
             first=start,
             n_clicks=clicks,
             rng=rng,
-            upsample=moe.base.upsample,
+            size=moe.base.config.img_size,
         )
         row = {
             "subject": crop.subject,

@@ -1,19 +1,33 @@
-"""``medmoe demo``: the SAM-Med3D-MoE experiment end to end, on real MRI, on a CPU.
+"""``medmoe demo``: SAM-Med3D-MoE's weak-category experiment end to end, on two real brains, on a
+CPU.
 
 Stages (each writes an artifact under the output folder and is skipped when it exists):
-crops -> general (pretrained tiny SAM-Med3D) -> expert (FT on the new task) -> moe (gate, auto
-tau) -> eval (Baseline / FT-expert / MoE, points and box, ablations) -> report.md + figures.
+crops (Subject A) -> general (a `tiny` SAM-Med3D pretrained on the other structures and a few
+crops of the weak ones) -> experts (one per group, finetuned from the general decoder) -> moe
+(gate trained with clicks, τ chosen on Subject A's validation crops) -> eval A (held-out crops)
+-> eval B (the second brain) -> report.md + figure.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
+
+import torch
 
 from medmoe.demo.config import FULL, QUICK, DemoConfig
+from medmoe.demo.crops import Crop
 from medmoe.errors import InputError
 from medmoe.utils.files import atomic_write, file_sha256
+
+
+class TrainCrops(NamedTuple):
+    pretrain: list[Crop]  # other structures + the first crops of the weak ones
+    by_task: dict[int, list[Crop]]  # 0: other; i: group i (Subject A training + validation)
 
 
 def _check_config(out: Path, cfg: DemoConfig) -> None:
@@ -30,23 +44,163 @@ def _check_config(out: Path, cfg: DemoConfig) -> None:
         tmp.write_text(json.dumps({"digest": cfg.digest(), **cfg.to_dict()}, indent=2))
 
 
-class _Timer:
-    def __init__(self):
+class Timer:
+    def __init__(self) -> None:
         self.timings: dict[str, float] = {}
 
-    def __call__(self, name):
-        timer = self
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        print(f"[demo] {name} ...", flush=True)
+        yield
+        self.timings[name] = time.perf_counter() - start
+        print(f"[demo] {name}: {self.timings[name]:.1f} s", flush=True)
 
-        class _Ctx:
-            def __enter__(self):
-                self.t = time.perf_counter()
-                print(f"[demo] {name} ...", flush=True)
 
-            def __exit__(self, *exc):
-                timer.timings[name] = time.perf_counter() - self.t
-                print(f"[demo] {name}: {timer.timings[name]:.1f} s", flush=True)
+def _jobs(cfg: DemoConfig, count: int) -> list[tuple[int, int, int]]:
+    """``(value, index, task)`` for ``count`` crops of every structure."""
+    return [(v, i, cfg.task_of(v)) for v in cfg.values for i in range(count)]
 
-        return _Ctx()
+
+def _subject(name: str, cfg: DemoConfig):
+    from medmoe.data.atlas import load_subject
+
+    atlas = load_subject(name)
+    missing = [v for v in cfg.values if not (atlas.labels.array == v).any()]
+    if missing:
+        raise InputError(f"labels {missing} are not in Subject {name}'s label map")
+    return atlas
+
+
+def build_train_crops(cfg: DemoConfig, out: Path, atlas) -> TrainCrops:
+    from medmoe.demo.crops import make_crops
+
+    crops = make_crops(
+        atlas, _jobs(cfg, cfg.train_crops), subject="A", split="train",
+        jitter_mm=cfg.jitter_mm, cache_dir=out / "crops", seed=cfg.seed,
+    )  # fmt: skip
+    by_task: dict[int, list[Crop]] = {}
+    for c in crops:
+        by_task.setdefault(c.task, []).append(c)
+    weak = {v for g in cfg.groups if g.kind == "weak" for v in g.values}
+    jobs = _jobs(cfg, cfg.train_crops)
+    pretrain = [
+        c
+        for c, (v, i, task) in zip(crops, jobs, strict=True)
+        if task == 0 or (v in weak and i < cfg.weak_pretrain_crops)
+    ]
+    return TrainCrops(pretrain, by_task)
+
+
+def eval_crops(cfg: DemoConfig, out: Path, subject: str, atlas) -> list[Crop]:
+    from medmoe.demo.crops import make_crops
+
+    count = cfg.eval_crops_a if subject == "A" else cfg.eval_crops_b
+    return make_crops(
+        atlas, _jobs(cfg, count), subject=subject, split="eval", jitter_mm=cfg.jitter_mm,
+        cache_dir=out / "crops", seed=cfg.seed,
+    )  # fmt: skip
+
+
+def pretrain(cfg: DemoConfig, out: Path, crops: list[Crop], device) -> Path:
+    from medmoe.demo.pretrain import pretrain_general
+    from medmoe.sam3d import save_sam3d_checkpoint
+
+    path = out / "general.pth"
+    if not path.is_file():
+        model, losses = pretrain_general(
+            crops, steps=cfg.pretrain_steps, lr=cfg.pretrain_lr, clicks=cfg.pretrain_clicks,
+            box_prob=cfg.box_prob, seed=cfg.seed, run_dir=out / "general_checkpoints",
+            device=device,
+        )  # fmt: skip
+        with atomic_write(out / "general_loss.json") as tmp:
+            tmp.write_text(json.dumps(losses))
+        save_sam3d_checkpoint(model.cpu(), path)
+    return path
+
+
+def finetune_experts(cfg, out: Path, base, sha: str, cache, crops: TrainCrops, device) -> dict:
+    """One expert per group, finetuned from the general decoder on the group's crops."""
+    from medmoe.moe import ExpertTrainConfig, prepare_crops, train_expert
+
+    dirs = {}
+    for i, g in enumerate(cfg.groups, start=1):
+        dirs[g.name] = out / "experts" / g.name
+        if (dirs[g.name] / "expert.json").is_file():
+            continue
+        train_expert(
+            base=base, base_sha256=sha, data=prepare_crops(crops.by_task[i], cache=cache),
+            name=g.name, labels=sorted({c.name for c in crops.by_task[i]}), out_dir=dirs[g.name],
+            config=ExpertTrainConfig(
+                epochs=cfg.expert_epochs, lr=cfg.expert_lr, clicks=cfg.expert_clicks,
+                batch_size=cfg.expert_batch, box_prob=cfg.box_prob, seed=cfg.seed,
+            ),
+            resume=True, device=device,
+        )  # fmt: skip
+    return dirs
+
+
+def train_gate(cfg, out: Path, base, sha: str, cache, crops: TrainCrops, expert_dirs, device):
+    """The gate over every training crop, experts frozen; τ chosen on the validation split."""
+    from medmoe.moe import MoETrainConfig, load_expert, load_moe_bundle, prepare_crops, train_moe
+
+    moe_dir = out / "moe"
+    if not (moe_dir / "moe.json").is_file():
+        experts = {
+            name: load_expert(d, base_sha256=sha, config=base.config)[0]
+            for name, d in expert_dirs.items()
+        }
+        samples = [c for task in sorted(crops.by_task) for c in crops.by_task[task]]
+        train_moe(
+            base=base, base_sha256=sha, experts=experts,
+            data=prepare_crops(samples, cache=cache), out_dir=moe_dir,
+            config=MoETrainConfig(
+                epochs=cfg.gate_epochs, lr_gate=cfg.gate_lr, clicks=cfg.gate_clicks,
+                batch_size=cfg.gate_batch, box_prob=cfg.box_prob, seed=cfg.seed,
+            ),
+            resume=True, base_checkpoint=out / "general.pth", expert_dirs=expert_dirs,
+            device=device,
+        )  # fmt: skip
+    return load_moe_bundle(moe_dir)
+
+
+def evaluate_subject(cfg: DemoConfig, out: Path, moe, subject: str, atlas) -> list[dict]:
+    from medmoe.demo.evaluate import evaluate
+
+    path = out / f"eval_{subject}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    crops = eval_crops(cfg, out, subject, atlas)
+    rows = evaluate(
+        moe, crops, groups=len(cfg.groups), taus=cfg.taus, clicks=cfg.eval_clicks,
+        seed=cfg.seed, nsd_mm=cfg.nsd_mm, desc=f"evaluate {subject}",
+    )  # fmt: skip
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(rows))
+    return rows
+
+
+def _training_summary(out: Path, cfg: DemoConfig) -> dict:
+    experts = {
+        g.name: json.loads((out / "experts" / g.name / "expert.json").read_text()).get("val_dice")
+        for g in cfg.groups
+    }
+    moe = json.loads((out / "moe" / "moe.json").read_text())
+    report = moe.get("train_report", {})
+    return {
+        "expert validation Dice (1 centre click)": experts,
+        "gate routing accuracy (validation)": report.get("routing_accuracy"),
+        "tau": report.get("tau"),
+        "tau scores": report.get("tau_scores"),
+    }
+
+
+def _machine() -> str:
+    load = os.getloadavg()
+    return (
+        f"{os.cpu_count()} CPUs, torch {torch.get_num_threads()} threads, "
+        f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}"
+    )
 
 
 def run_mri_demo(
@@ -54,193 +208,46 @@ def run_mri_demo(
     quick: bool = False,
     out_dir: Path | str = Path("runs/demo"),
     config: DemoConfig | None = None,
+    device: str = "auto",
 ) -> Path:
-    from medmoe.data.atlas import load_atlas
-    from medmoe.demo.crops import make_crops
-    from medmoe.demo.evaluate import evaluate, mean_dice, routing_accuracy
-    from medmoe.demo.pretrain import pretrain_general
-    from medmoe.demo.report import bar_chart, overlays, write_report
-    from medmoe.moe import (
-        EmbeddingCache,
-        ExpertTrainConfig,
-        MoEPredictor,
-        MoETrainConfig,
-        load_expert,
-        load_moe_bundle,
-        train_expert,
-        train_moe,
-    )
-    from medmoe.sam3d import Sam3D, Sam3DPredictor, load_sam3d, save_sam3d_checkpoint
+    from medmoe.demo.report import bar_chart, write_report
+    from medmoe.moe import EmbeddingCache
+    from medmoe.sam3d import load_sam3d
     from medmoe.utils.seed import seed_everything
 
     cfg = config or (QUICK if quick else FULL)
     out = Path(out_dir)
     _check_config(out, cfg)
     seed_everything(cfg.seed)
-    timer = _Timer()
-    atlas = load_atlas(cfg.atlas)
-    missing = [v for v in cfg.original + cfg.new if not (atlas.labels.array == v).any()]
-    if missing:
-        raise InputError(f"labels {missing} are not in the {cfg.atlas} atlas")
-
-    with timer("crops"):
-        crops = {
-            (split, task): make_crops(
-                atlas,
-                values,
-                split=split,
-                count=count,
-                task=task,
-                elastic=cfg.elastic,
-                cache_dir=out / "crops",
-                seed=cfg.seed,
-            )
-            for split, count in (("train", cfg.train_crops), ("eval", cfg.eval_crops))
-            for task, values in ((0, cfg.original), (1, cfg.new))
-        }
-        orig_train, new_train = crops["train", 0], crops["train", 1]
-        evals = crops["eval", 0] + crops["eval", 1]
-
-    general_path = out / "general.pth"
+    timer = Timer()
+    with timer("crops (Subject A)"):
+        atlas_a = _subject("A", cfg)
+        crops = build_train_crops(cfg, out, atlas_a)
     with timer("pretrain general"):
-        if not general_path.is_file():
-            model, losses = pretrain_general(
-                orig_train,
-                steps=cfg.pretrain_steps,
-                lr=cfg.pretrain_lr,
-                clicks=cfg.pretrain_clicks,
-                box_prob=cfg.box_prob,
-                seed=cfg.seed,
-            )
-            with atomic_write(out / "general_loss.json") as tmp:
-                tmp.write_text(json.dumps(losses))
-            save_sam3d_checkpoint(model, general_path)
-    base = load_sam3d(general_path)
-    sha = file_sha256(general_path)
+        general = pretrain(cfg, out, crops.pretrain, device)
+    base, sha = load_sam3d(general), file_sha256(general)
     cache = EmbeddingCache(root=out / "cache", base_sha256=sha, encoder=base.image_encoder)
-
-    expert_dir = out / "experts" / cfg.new_name
-    with timer("finetune expert"):
-        if not (expert_dir / "expert.json").is_file():
-            train_expert(
-                base=base,
-                base_sha256=sha,
-                samples=new_train,
-                name=cfg.new_name,
-                labels=sorted({s.name for s in new_train}),
-                out_dir=expert_dir,
-                cache=cache,
-                config=ExpertTrainConfig(
-                    epochs=cfg.expert_epochs,
-                    lr=cfg.expert_lr,
-                    clicks=cfg.expert_clicks,
-                    box_prob=cfg.box_prob,
-                    seed=cfg.seed,
-                ),
-                resume=True,
-            )
-    expert, _ = load_expert(expert_dir, base_sha256=sha, config=base.config)
-
-    moe_dir = out / "moe"
+    with timer("finetune experts"):
+        expert_dirs = finetune_experts(cfg, out, base, sha, cache, crops, device)
     with timer("train gate"):
-        if not (moe_dir / "moe.json").is_file():
-            train_moe(
-                base=base,
-                base_sha256=sha,
-                experts={cfg.new_name: expert},
-                samples=orig_train + new_train,
-                out_dir=moe_dir,
-                cache=cache,
-                config=MoETrainConfig(
-                    epochs=cfg.gate_epochs,
-                    lr_gate=cfg.gate_lr,
-                    clicks=1,
-                    box_prob=cfg.box_prob,
-                    seed=cfg.seed,
-                ),
-                resume=True,
-                base_checkpoint=general_path,
-                expert_dirs={cfg.new_name: expert_dir},
-            )
-    moe = load_moe_bundle(moe_dir)
-    tau = moe.tau
-
-    eval_path = out / "eval.json"
-    variants = {
-        "τ=0.5": {"tau": 0.5, "weighting": "s_top", "label": "0.5"},
-        "τ=0.7": {"tau": 0.7, "weighting": "s_top", "label": "0.7"},
-        "τ=auto": {"tau": tau, "weighting": "s_top", "label": f"auto ({tau:.2f})"},
-        "avg": {"tau": tau, "weighting": "avg", "label": f"auto ({tau:.2f})"},
-        "softmax": {"tau": tau, "weighting": "softmax", "label": f"auto ({tau:.2f})"},
-    }
-    show = {0, next(i for i, s in enumerate(evals) if s.task == 1)}
-    with timer("evaluate"):
-        ft = Sam3D(
-            image_encoder=base.image_encoder,
-            prompt_encoder=base.prompt_encoder,
-            mask_decoder=expert,
-            config=base.config,
-        ).eval()
-        predictors = {
-            "Baseline": Sam3DPredictor(base),
-            "FT-expert": Sam3DPredictor(ft),
-            "MoE": MoEPredictor(moe),
-        }
-        rows, masks = evaluate(
-            predictors,
-            evals,
-            encoder=Sam3DPredictor(base),
-            clicks=cfg.eval_clicks,
-            seed=cfg.seed,
-            keep_masks_for=show,
-            variants=variants,
-        )
-        with atomic_write(eval_path) as tmp:
-            tmp.write_text(json.dumps(rows, indent=1))
-
-    figs_dir = out
-    figures = [bar_chart(rows, figs_dir / "dice_per_structure.png")]
-    for i in sorted(show):
-        group = "new" if evals[i].task else "original"
-        figures.append(overlays(evals[i], masks, i, figs_dir / f"overlay_{group}.png"))
-
-    def pct(a: float, b: float) -> str:
-        return f"{a / b:.1%}" if b > 0 else "n/a"
-
-    checks = []
-    for prompt in ("points", "box"):
-        b0, f0, m0 = (
-            mean_dice(rows, model=m, prompt=prompt, task=0)
-            for m in ("Baseline", "FT-expert", "MoE")
-        )
-        f1, m1 = (mean_dice(rows, model=m, prompt=prompt, task=1) for m in ("FT-expert", "MoE"))
-        checks += [
-            f"{prompt}: FT-expert forgets: original Dice {f0:.3f} vs Baseline {b0:.3f} "
-            f"(drop {b0 - f0:.3f}, target >= 0.10): {'PASS' if b0 - f0 >= 0.10 else 'MISS'}",
-            f"{prompt}: MoE keeps {pct(m0, b0)} of the Baseline on the original tasks (target >= 95%): "
-            f"{'PASS' if b0 > 0 and m0 >= 0.95 * b0 else 'MISS'}",
-            f"{prompt}: MoE reaches {pct(m1, f1)} of the FT-expert on the new task (target >= 90%): "
-            f"{'PASS' if f1 > 0 and m1 >= 0.90 * f1 else 'MISS'}",
-        ]
-    cfg_text = json.dumps(cfg.to_dict(), indent=1)
+        moe = train_gate(cfg, out, base, sha, cache, crops, expert_dirs, device).cpu()
+    with timer("evaluate A"):
+        rows = evaluate_subject(cfg, out, moe, "A", atlas_a)
+    with timer("evaluate B"):
+        rows += evaluate_subject(cfg, out, moe, "B", _subject("B", cfg))
+    figure = bar_chart(rows, "B", out / "dice_per_structure.png")
     report = write_report(
-        out / "report.md",
-        rows=rows,
-        variants=variants,
-        tau=tau,
-        timings=timer.timings,
-        figures=figures,
-        cfg_text=cfg_text,
-        checks=checks,
-    )
-    from medmoe.demo.report import table1, table2
-
-    print()
-    print(table1(rows))
-    print()
-    print(table2(rows, variants))
-    print(f"\nrouting accuracy {routing_accuracy(rows):.1%}, tau {tau:.2f}")
-    for c in checks:
-        print(c)
-    print(f"\nreport: {report}  (total {sum(timer.timings.values()):.0f} s)")
+        out / "report.md", rows=rows, cfg=cfg, names=atlas_a.names, tau=moe.tau,
+        training=_training_summary(out, cfg), timings=timer.timings, machine=_machine(),
+        figures=[figure], cfg_text=json.dumps(cfg.to_dict(), indent=1),
+    )  # fmt: skip
+    _print_summary(report)
     return report
+
+
+def _print_summary(report: Path) -> None:
+    from medmoe.demo.report import README_END, README_START
+
+    text = report.read_text()
+    print(text[text.index(README_START) + len(README_START) : text.index(README_END)])
+    print(f"report: {report}")
