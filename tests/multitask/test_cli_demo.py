@@ -160,4 +160,4 @@ def test_demo_fundus_quick(tmp_path):
     assert "## Test split" in text and "## Validation split" in text and "within 5 points" in text
     assert "| Model | RG acc | MER acc | MA IoU / Dice |" in text and "MA AUPR" in text
     results = json.loads((tmp_path / "d" / "results.json").read_text())
-    assert set(results["Single-task DeepLabV3+ segmenter"]) == {"val", "test"}
+    assert set(results["Single-task DeepLabV3+ segmenter"]) == {"val", "test", "seconds"}

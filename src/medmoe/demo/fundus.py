@@ -157,6 +157,7 @@ def run_fundus_demo(
         results[name] = {s: evaluate_fundus(model, data[s]) for s in ("val", "test")}
         figures.append(plot_curves(history, out / f"curves_model{i}.png", name))
         timings[name] = time.perf_counter() - t
+        results[name]["seconds"] = round(timings[name], 1)
     lines = _report(p, results, timings, figures)
     with atomic_write(out / "report.md") as tmp:
         tmp.write_text("\n".join(lines))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader
 
 from medmoe.multitask.data import FundusData, normalize
@@ -20,19 +21,36 @@ def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def grade_outputs(
+    model: MultiTaskMoE, images: Tensor, *, dense: bool, tasks: tuple[str, ...]
+) -> dict[str, tuple[Tensor, Tensor]]:
+    """The device side: per task, the predicted grades and the number of experts used per
+    image, on the model's device (``images``: a CPU batch in [0, 1])."""
+    cfg = model.config
+    x = normalize(images.to(_device(model)), mean=cfg.mean, std=cfg.std)
+    out = model(x, dense=dense, tasks=tasks)
+    return {t: (out[t].output.argmax(-1), out[t].mask.sum(-1)) for t in tasks}
+
+
+def lesion_outputs(model: MultiTaskMoE, images: Tensor, *, dense: bool) -> tuple[Tensor, Tensor]:
+    """The device side: lesion probabilities ``(B, C, H, W)`` and experts used per image."""
+    cfg = model.config
+    x = normalize(images.to(_device(model)), mean=cfg.mean, std=cfg.std)
+    out = model(x, dense=dense, tasks=("seg",))["seg"]
+    return out.output.float().sigmoid(), out.mask.sum(-1)
+
+
 def _grades(
     model: MultiTaskMoE, data: FundusData, batch_size: int, dense: bool
 ) -> tuple[dict, dict]:
-    cfg, device = model.config, _device(model)
+    cfg = model.config
     tasks = tuple(t for t in ("dr", "dme") if t in model.heads)
     preds: dict[str, list] = {t: [] for t in tasks}
     used: dict[str, list] = {t: [] for t in tasks}
     for batch in DataLoader(data.grading, batch_size=batch_size):
-        images = normalize(batch["image"].to(device), mean=cfg.mean, std=cfg.std)
-        out = model(images, dense=dense, tasks=tasks)
-        for t in tasks:
-            preds[t].append(out[t].output.argmax(-1).cpu().numpy())
-            used[t] += out[t].mask.sum(-1).cpu().tolist()
+        for t, (pred, n) in grade_outputs(model, batch["image"], dense=dense, tasks=tasks).items():
+            preds[t].append(pred.cpu().numpy())
+            used[t] += n.cpu().tolist()
     res: dict = {}
     for t, classes in (("dr", cfg.dr_classes), ("dme", cfg.dme_classes)):
         if t in tasks:
@@ -45,17 +63,15 @@ def _grades(
 def _lesions(
     model: MultiTaskMoE, data: FundusData, batch_size: int, dense: bool
 ) -> tuple[dict, dict]:
-    cfg, device = model.config, _device(model)
     probs, masks, used = [], [], []
     for batch in DataLoader(data.segmentation, batch_size=batch_size):
-        images = normalize(batch["image"].to(device), mean=cfg.mean, std=cfg.std)
-        out = model(images, dense=dense, tasks=("seg",))["seg"]
-        probs.append(out.output.float().sigmoid().cpu().numpy())
+        prob, n = lesion_outputs(model, batch["image"], dense=dense)
+        probs.append(prob.cpu().numpy())
         masks.append(batch["masks"].numpy())
-        used += out.mask.sum(-1).cpu().tolist()
+        used += n.cpu().tolist()
     prob, true = np.concatenate(probs), np.concatenate(masks)
     res = {}
-    for c, lesion in enumerate(cfg.lesions):
+    for c, lesion in enumerate(model.config.lesions):
         iou, dice = pooled_iou_dice(prob[:, c] > 0.5, true[:, c])
         res[f"{lesion}_iou"], res[f"{lesion}_dice"] = iou, dice
         res[f"{lesion}_aupr"] = aupr(prob[:, c], true[:, c])

@@ -38,14 +38,20 @@ def read_photo(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
         raise InputError(f"cannot read image {path}: {err}") from None
 
 
-@torch.no_grad()
-def predict_photo(model: MultiTaskMoE, image: np.ndarray) -> dict:
-    """Grades and masks for one ``(3, H, W)`` image in [0, 1], computed on the model's device
-    with the normalisation saved in the model's config."""
+def photo_outputs(model: MultiTaskMoE, image: np.ndarray, *, dense: bool = False) -> dict:
+    """The device side: the model's outputs (``HeadOutput`` per task) for one ``(3, H, W)``
+    image in [0, 1], on the model's device, normalised as the model's config says."""
     cfg = model.config
     device = next(model.parameters()).device
     x = torch.as_tensor(image[None], dtype=torch.float32).to(device)
-    out = model(normalize(x, mean=cfg.mean, std=cfg.std))
+    return model(normalize(x, mean=cfg.mean, std=cfg.std), dense=dense)
+
+
+@torch.no_grad()
+def predict_photo(model: MultiTaskMoE, image: np.ndarray) -> dict:
+    """Grades and masks for one ``(3, H, W)`` image in [0, 1]: computed on the model's device
+    (:func:`photo_outputs`), then read back to the host."""
+    out = photo_outputs(model, image)
     res: dict = {"experts_used": {t: int(o.mask.sum().cpu()) for t, o in out.items()}}
     for t in ("dr", "dme"):
         if t in out:
