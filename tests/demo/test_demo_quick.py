@@ -97,3 +97,24 @@ def test_rerun_reuses_artifacts_and_refuses_other_config(quick_run, capsys):
     (quick_run / "config.json").write_text(json.dumps(cfg))
     assert main(["demo", "--quick", "--out", str(quick_run)]) == 2
     assert "another configuration" in capsys.readouterr().err
+
+
+def test_methods_agree_where_they_must(quick_run):
+    """Invariants of the evaluation: the trained MoE is Table 2's s_top row at its own τ, and
+    oracle routing leaves an other crop to the general decoder, i.e. the Baseline."""
+    out = quick_run
+    tau = json.loads((out / "moe" / "moe.json").read_text())["tau"]
+    rows = json.loads((out / "eval_A.json").read_text()) + json.loads(
+        (out / "eval_B.json").read_text()
+    )
+    by = {(r["subject"], r["crop"], r["method"], r["prompt"], r["first"]): r for r in rows}
+    checked = 0
+    for (subject, crop, method, prompt, first), r in by.items():
+        if method == "oracle|s_top" and r["task"] == 0:
+            assert r["dice"] == by[(subject, crop, "Baseline", prompt, first)]["dice"]
+            checked += 1
+        if method == f"s_top|{tau}":
+            moe = by[(subject, crop, "MoE", prompt, first)]
+            assert (r["dice"], r["gate"], r["expert"]) == (moe["dice"], moe["gate"], moe["expert"])
+            checked += 1
+    assert checked > 0

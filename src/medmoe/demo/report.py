@@ -57,6 +57,11 @@ DEVIATIONS = """\
   of 15; NSD at 2 mm on the 1.5 mm crop grid."""
 
 
+def _total(d: dict[str, float]) -> float:
+    """Sum of the known values (a stage measured before CPU time was recorded is NaN)."""
+    return float(sum(v for v in d.values() if not math.isnan(v)))
+
+
 def _f(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{x:.3f}"
 
@@ -294,6 +299,8 @@ def write_report(
     tau: float,
     training: dict,
     timings: dict[str, float],
+    cpu: dict[str, float],
+    loads: dict[str, float],
     machine: str,
     figures: list[Path],
     cfg_text: str,
@@ -316,7 +323,10 @@ def write_report(
         groups_table(cfg, names),
         "",
         README_START,
-        f"Automatic τ (Subject A validation): **{tau:.2f}**. Total time {total:.0f} s ({machine}).",
+        f"Automatic τ (Subject A validation): **{tau:.2f}**. Total wall time {total:.0f} s, "
+        f"CPU time {_total(cpu):.0f} s ({machine}; 1-minute load average "
+        f"{min(loads.values(), default=math.nan):.1f} to {max(loads.values(), default=math.nan):.1f}"
+        " at the stage ends, see the report's stage timings).",
         "",
         "#### Computed checks (Subject B)",
         "",
@@ -344,6 +354,17 @@ def write_report(
         "",
         *[f"![{p.stem}]({p.name})" for p in figures],
         "",
+        *appendix(training, timings, cpu, loads, cfg_text),
+    ]
+    with atomic_write(path) as tmp:
+        tmp.write_text("\n".join(text))
+    return path
+
+
+def appendix(training: dict, timings: dict, cpu: dict, loads: dict, cfg_text: str) -> list[str]:
+    """The validation numbers the choices were made on, the stage timings and the config."""
+    total = sum(timings.values())
+    return [
         "## Training (Subject A validation crops)",
         "",
         "```",
@@ -352,10 +373,13 @@ def write_report(
         "",
         "## Stage timings",
         "",
-        "| stage | seconds |",
-        "|---|---|",
-        *[f"| {k} | {v:.1f} |" for k, v in timings.items()],
-        f"| total | {total:.1f} |",
+        "| stage | wall clock, s | CPU time of the process, s | 1-min load average at its end |",
+        "|---|---|---|---|",
+        *[
+            f"| {k} | {v:.1f} | {cpu.get(k, math.nan):.1f} | {loads.get(k, math.nan):.1f} |"
+            for k, v in timings.items()
+        ],
+        f"| total | {total:.1f} | {_total(cpu):.1f} | |",
         "",
         "## Configuration",
         "",
@@ -364,9 +388,6 @@ def write_report(
         "```",
         "",
     ]
-    with atomic_write(path) as tmp:
-        tmp.write_text("\n".join(text))
-    return path
 
 
 def json_text(d: dict) -> str:
