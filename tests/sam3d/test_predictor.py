@@ -88,3 +88,17 @@ def test_box_needs_a_box_capable_model():
     p._image_pe = p.model.prompt_encoder.get_dense_pe()
     with pytest.raises(InputError, match="no box embeddings"):
         p.predict(box=[1, 1, 1, 5, 5, 5])
+
+
+def test_embed_batch_equals_one_by_one(predictor):
+    vols = torch.randn(3, 128, 128, 128, generator=torch.Generator().manual_seed(4))
+    batched = predictor.embed_batch(vols, batch_size=2)  # a batch of 2, then one of 1
+    assert batched.shape == (3, 96, 8, 8, 8)
+    for i in range(3):
+        predictor.set_image(vols[i])
+        ref = predictor.features
+        assert ((batched[i : i + 1] - ref).abs().max() / ref.abs().max()) <= 1e-5
+    predictor.set_embedding(batched[1:2])
+    assert torch.equal(predictor.features, batched[1:2])
+    with pytest.raises(InputError, match="shape"):
+        predictor.embed_batch(torch.zeros(2, 64, 64, 64))

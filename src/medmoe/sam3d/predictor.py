@@ -87,6 +87,24 @@ class Sam3DPredictor:
         self._features = self.model.image_encoder(x)
         self._image_pe = self.model.prompt_encoder.get_dense_pe()
 
+    @torch.inference_mode()
+    def embed_batch(self, volumes: Tensor | np.ndarray, *, batch_size: int = 2) -> Tensor:
+        """Encode several crops ``(B, S, S, S)`` or ``(B, 1, S, S, S)`` -> ``(B, C, n, n, n)``,
+        ``batch_size`` at a time (evaluation, full-volume windows). Pass ``features[i : i + 1]``
+        to :meth:`set_embedding` to predict on crop ``i``; each row equals :meth:`set_image`'s
+        embedding of that crop."""
+        s = self.size
+        if volumes.ndim not in (4, 5) or tuple(volumes.shape[-3:]) != (s, s, s):
+            raise InputError(
+                f"volumes must have shape (B, {s}, {s}, {s}), got {tuple(volumes.shape)}"
+            )
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        x = as_float_tensor(volumes, name="volumes", shape=None, like=self._param)
+        x = x.reshape(-1, 1, s, s, s)
+        enc = self.model.image_encoder
+        return torch.cat([enc(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+
     def set_embedding(self, features: Tensor) -> None:
         """Use an embedding computed elsewhere (by the same frozen encoder), e.g. shared by
         several predictors that compare decoders on one image."""
