@@ -150,7 +150,7 @@ def encoder_vs_floor(model, volume, repeats: int) -> None:
 
 def click_split(model, volume, clicks: int) -> None:
     from medmoe.sam3d import Sam3DPredictor
-    from medmoe.sam3d.upsample import upsample_logits, upsampled_mask
+    from medmoe.sam3d.upsample import positive_box, upsample_logits, upsampled_mask
 
     pred = Sam3DPredictor(model)
     pred.set_image(volume)
@@ -175,10 +175,15 @@ def click_split(model, volume, clicks: int) -> None:
                 t[k].append(v)
         prev = low
     med = {k: statistics.median(v) * 1e3 for k, v in t.items()}
+    box = positive_box(prev)
+    side = [hi - lo for lo, hi in box] if box else [0, 0, 0]
     print(f"per click (median of {clicks}, a point + the previous mask):")
     print(f"  prompt encoder (incl. validation) {med['prompt']:6.2f} ms")
     print(f"  mask decoder                      {med['decoder']:6.2f} ms")
-    print(f"  128^3 mask (positive box only)    {med['mask']:6.2f} ms")
+    print(
+        f"  128^3 mask (positive box only)    {med['mask']:6.2f} ms   (last click: "
+        f"{float((prev > 0).float().mean()):.1%} of low-res voxels > 0, box {side})"
+    )
     print(f"  [published: full upsample + > 0  {med['full']:6.2f} ms]")
     print(f"  predict, end to end               {med['predict']:6.2f} ms   (target <= 25 ms)")
 
