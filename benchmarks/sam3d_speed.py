@@ -250,14 +250,28 @@ def _int8_agreement(model, rt32, rt8, crops: str) -> None:
             label = np.unpackbits(z["label"])[: image.size].reshape(image.shape).astype(bool)
         idx = np.argwhere(label)
         point = idx[np.argmin(((idx - idx.mean(0)) ** 2).sum(1))][None].astype(np.float32)
-        masks = []
+        masks, lows = [], []
         for rt in (rt32, rt8):
             low, _ = rt32.decode(rt.embed(image), points=point, labels=[1])
+            lows.append(low)
             masks.append(upsampled_mask(torch.from_numpy(low), image.shape[0])[0, 0].numpy())
-        rows.append((dice(masks[1], masks[0]), dice(masks[0], label), dice(masks[1], label)))
+        rel = float(np.abs(lows[1] - lows[0]).max() / np.abs(lows[0]).max())
+        rows.append(
+            (dice(masks[1], masks[0]), dice(masks[0], label), dice(masks[1], label), rel,
+             masks[0].mean(), float((masks[0] != masks[1]).mean()))
+        )  # fmt: skip
     d = np.array(rows)
     print(f"int8 vs float32 on {len(rows)} eval crops of {crops} (one click each):")
     print(f"  Dice(int8 mask, fp32 mask): mean {d[:, 0].mean():.4f}, min {d[:, 0].min():.4f}")
+    print(f"  voxels that differ: mean {d[:, 5].mean():.2e}, max {d[:, 5].max():.2e}")
+    print(
+        f"  fp32 mask fraction of the crop: mean {d[:, 4].mean():.3f}, "
+        f"{int((d[:, 4] > 0).sum())} of {len(rows)} non-empty"
+    )
+    print(
+        f"  low-res logits, max relative difference int8 vs fp32: mean {d[:, 3].mean():.1e}, "
+        f"max {d[:, 3].max():.1e}"
+    )
     print(f"  Dice with the label: fp32 mean {d[:, 1].mean():.4f}, int8 mean {d[:, 2].mean():.4f}")
 
 
