@@ -118,15 +118,32 @@ def model_and_volume(name: str):
     return model.eval(), torch.randn(1, 1, 128, 128, 128, generator=gen)
 
 
-def encoder_vs_floor(model, volume, repeats: int) -> None:
+def compiled_encoder(enc):
+    """``torch.compile`` of the encoder (inductor); prints the cost of the first call."""
+    fn = torch.compile(enc)
+    t0 = time.perf_counter()
+    fn(torch.zeros(1, 1, enc.img_size, enc.img_size, enc.img_size))
+    print(f"torch.compile: first call (compilation) {time.perf_counter() - t0:.1f} s")
+    return fn
+
+
+def encoder_vs_floor(model, volume, repeats: int, *, compile_too: bool = False) -> None:
     cfg, enc = model.config, model.image_encoder
     gemms = encoder_gemms(cfg)
     ops = gemm_operands(gemms, enc)
-    floors, encs = [], []
+    floors, encs, comp = [], [], []
+    fn = compiled_encoder(enc) if compile_too else None
     run_gemms(gemms, ops), enc(volume)  # warm-up
     for _ in range(repeats):
         floors.append(run_gemms(gemms, ops))
-        encs.append(timed(lambda: enc(volume)))
+        encs.append(timed(enc, volume))
+        if fn is not None:
+            comp.append(timed(fn, volume))
+    if comp:
+        print(
+            f"torch.compile'd encoder, median: {statistics.median(comp) * 1e3:.1f} ms "
+            f"(eager {statistics.median(encs) * 1e3:.1f} ms, same run)"
+        )
     groups = ("linear", "attention", "patch", "neck")
     print(f"{'GEMM group':<12}{'GMAC':>8}{'floor ms':>10}{'GFLOP/s':>9}")
     total_macs = total_s = 0.0
@@ -194,6 +211,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--clicks", type=int, default=30)
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile(encoder)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"load average at start: {os.getloadavg()[0]:.2f} (1 min)")
@@ -203,7 +221,7 @@ def main() -> None:
     )
     model, volume = model_and_volume(args.model)
     with torch.inference_mode():
-        encoder_vs_floor(model, volume, args.repeats)
+        encoder_vs_floor(model, volume, args.repeats, compile_too=args.compile)
         click_split(model, volume, args.clicks)
     print(f"load average at end: {os.getloadavg()[0]:.2f} (1 min)")
 
