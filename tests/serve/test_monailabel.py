@@ -39,9 +39,11 @@ def live(bundle, tmp_path_factory):
     thread.join(timeout=10)
 
 
-def cli_segment(bundle, scan, fg, bg, out, capsys) -> tuple[np.ndarray, str]:
+def cli_segment(bundle, scan, fg, bg, out, capsys, box=None) -> tuple[np.ndarray, str]:
     """``medmoe segment`` with the same points: its mask and the expert it names."""
     argv = ["segment", "--image", str(scan), "--moe", str(bundle), "--out", str(out)]
+    if box is not None:
+        argv += ["--box", ",".join(map(str, box))]
     for p in fg:
         argv += ["--point", ",".join(map(str, p)) + ",1"]
     for p in bg:
@@ -186,3 +188,17 @@ def test_traversal_and_bad_requests_get_4xx(live, scan_path, tmp_path):
     names = [p.name for p in (data / "monailabel" / "images").iterdir()]
     assert names and all(re.fullmatch(r"[0-9a-f]{32}\.nii\.gz", n) for n in names), names
     assert not (tmp_path.parent / "escape").exists() and not (data.parent / "escape").exists()
+
+
+def test_roi_is_a_box_prompt_as_segment_box(live, bundle, scan_path, tmp_path, capsys):
+    """Slicer's ``roi`` ([i1, i2, j1, j2, k1, k2], pairs in any order) is ``--box``."""
+    url, *_ = live
+    client = MONAILabelClient(url, tmpdir=str(tmp_path))
+    client.upload_image(str(scan_path), image_id="case 5")
+    roi = [40, 20, 10, 30, 40, 20]  # i from 40 down to 20: corners taken from RAS
+    result, reply = client.infer(MODEL, "case 5", {"foreground": FG[:1], "roi": roi})
+    box = [20, 10, 20, 40, 30, 40]
+    expected, _ = cli_segment(bundle, scan_path, FG[:1], [], tmp_path / "b.nii.gz", capsys, box)
+    assert np.array_equal(np.asarray(nib.load(result).dataobj), expected) and expected.any()
+    with pytest.raises(ClientError, match="roi must be"):
+        client.infer(MODEL, "case 5", {"roi": [1, 2, 3]})

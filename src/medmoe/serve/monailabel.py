@@ -29,7 +29,7 @@ from torch import Tensor
 
 from medmoe.data import Sam3DCrop, Volume
 from medmoe.data.io import nifti_bytes
-from medmoe.data.prompts import check_points
+from medmoe.data.prompts import check_box, check_points
 from medmoe.errors import InputError
 from medmoe.serve.auth import Authenticator
 from medmoe.serve.datastore import DEFAULT_TAG, Datastore, TempImages, base_name
@@ -77,6 +77,17 @@ def label_bytes(
     return gzip.compress(raw, compresslevel=1) if ext == ".nii.gz" else raw  # level 1: fast
 
 
+def _roi(value, shape) -> np.ndarray | None:
+    """Slicer's ``roi``, ``[i1, i2, j1, j2, k1, k2]`` (each pair in either order: the corners
+    come from RAS), as a box ``(i1, j1, k1, i2, j2, k2)`` with ``lo <= hi``."""
+    if value is None or value == []:
+        return None
+    if not isinstance(value, list) or len(value) != 6:
+        raise InputError("roi must be 6 voxel indices [i1, i2, j1, j2, k1, k2]")
+    pairs = np.asarray(value, dtype=np.float64).reshape(3, 2)
+    return check_box(np.concatenate([pairs.min(1), pairs.max(1)]), shape)
+
+
 def _points(value, what: str) -> list[list[float]]:
     if value is None:
         return []
@@ -96,30 +107,46 @@ class Deepgrow:
         self.embeddings = EmbeddingLRU(capacity=capacity)
 
     def __call__(
-        self, volume: Volume, key: str, foreground: list, background: list
+        self,
+        volume: Volume,
+        key: str,
+        foreground: list,
+        background: list,
+        box: np.ndarray | None = None,
     ) -> tuple[np.ndarray, Decoded, bool]:
-        """``(mask uint8 on the image's grid, decoded, whether the encoder ran)``."""
-        if not foreground and not background:
-            raise InputError("give at least one foreground or background point")
-        pts = check_points(np.array(foreground + background, dtype=np.float64), volume.array.shape)
+        """``(mask uint8 on the image's grid, decoded, whether the encoder ran)``; ``box`` is
+        ``(i1, j1, k1, i2, j2, k2)``: the crop is then centred on it, as ``medmoe segment``'s."""
+        if not foreground and not background and box is None:
+            raise InputError("give at least one foreground or background point, or a roi")
+        if box is not None and not self.engine.supports_boxes:
+            raise InputError("this model takes no box prompt (roi)")
+        pts = np.array(foreground + background, dtype=np.float64).reshape(-1, 3)
+        if len(pts):
+            check_points(pts, volume.array.shape)
         labels = np.array([1] * len(foreground) + [0] * len(background), dtype=np.int64)
 
         def encode() -> tuple[Sam3DCrop, Tensor]:
-            crop = Sam3DCrop.around_point(volume, pts[0])
+            if box is not None:
+                crop = Sam3DCrop.around_box(volume, box)
+            else:
+                crop = Sam3DCrop.around_point(volume, pts[0])
             features = self.engine.encode(crop.image)
             # only the crop's geometry is needed from now on: keep no copy of its 128^3 image
             hollow = np.broadcast_to(np.float32(0), crop.image.shape)
             return dataclasses.replace(crop, image=hollow), features
 
-        # the crop is a function of the scan and the first point: both are cached with it
-        (crop, features), encoded = self.embeddings.get((key, tuple(pts[0].tolist())), encode)
-        crop_pts = crop.to_crop_coords(pts)
-        if not crop.contains(crop_pts).all():
-            raise InputError(
-                f"all points must lie within one {crop.size}^3 crop around the first point"
-            )
+        # the crop is a function of the scan and the box or first point: cached with them
+        anchor = ("box", *box.tolist()) if box is not None else ("point", *pts[0].tolist())
+        (crop, features), encoded = self.embeddings.get((key, anchor), encode)
+        crop_pts = crop.to_crop_coords(pts) if len(pts) else None
+        if crop_pts is not None and not crop.contains(crop_pts).all():
+            raise InputError(f"all points must lie within one {crop.size}^3 crop")
         decoded = self.engine.decode(
-            features, points=crop_pts, labels=labels, box=None, mask_input=None
+            features,
+            points=crop_pts,
+            labels=labels if crop_pts is not None else None,
+            box=crop.box_to_crop(box) if box is not None else None,
+            mask_input=None,
         )
         mask = np.zeros(volume.array.shape, dtype=np.uint8)
         box = mask_bbox(decoded.mask)
@@ -286,7 +313,7 @@ def _infer_routes(
         request: Request, model: str, image: str = "", session_id: str = "", output: str = "all"
     ) -> Response:
         """Deepgrow: ``params`` holds ``foreground`` and ``background`` (IJK voxel points),
-        ``label`` (the segment's name), ``result_extension``, ``result_dtype`` and
+        optionally ``roi`` (a box, as Slicer sends it), ``label`` (the segment's name), ``result_extension``, ``result_dtype`` and
         ``result_compress`` (``false``: raw NRRD)."""
         if model != name:
             raise HTTPException(404, f"no model {model!r} (this server has {name!r})")
@@ -304,9 +331,12 @@ def _infer_routes(
             key = "image:" + version
         else:
             raise InputError("give an image id or a session_id")
-        fg = _points(params.get("foreground"), "foreground")
         mask, decoded, encoded = deepgrow(
-            volume, key, fg, _points(params.get("background"), "background")
+            volume,
+            key,
+            _points(params.get("foreground"), "foreground"),
+            _points(params.get("background"), "background"),
+            _roi(params.get("roi"), volume.array.shape),
         )
         reply = {
             "label_names": {str(params.get("label") or OBJECT_LABEL): 1},
