@@ -8,7 +8,8 @@ first. The label comes back on the image's own grid with its affine, 1 inside th
 NIfTI (``.nii.gz``, default, or ``.nii``) or NRRD (``.nrrd``) as ``result_extension`` asks.
 
 Each call is a pure function of its points, as ``medmoe segment`` with the same points: one
-128^3 crop around the first point, all points at once. The crop's embedding is cached per image
+128^3 crop around the first point (or around Slicer's ``roi``, a box prompt), all points at
+once. The crop's embedding is cached per image
 version and crop position (:class:`EmbeddingLRU`), so the clicks that follow the first on the
 same object run only the prompt encoder, the gate and the decoders.
 """
