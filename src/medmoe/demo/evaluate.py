@@ -21,6 +21,7 @@ alone. Each (crop, method, prompt, first click) gives one row.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -68,30 +69,68 @@ def fuse(general: Tensor, expert: Tensor, s_top: Tensor, *, weighting: str) -> T
     return select_masks(general, expert, s_top, tau=-1.0, weighting=weighting)
 
 
+def prompt_key(points, boxes, mask_input) -> bytes:
+    """A digest of the exact prompt state (points, labels, box, previous logits)."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, t in (("p", points[0] if points else None), ("l", points[1] if points else None),
+                    ("b", boxes), ("m", mask_input)):  # fmt: skip
+        if t is not None:
+            h.update(name.encode() + t.detach().contiguous().numpy().tobytes())
+    return h.digest()
+
+
 class Methods:
-    """The decode functions of one crop, all reading one cached embedding."""
+    """The decode functions of one crop, all reading one cached embedding.
+
+    Decoder outputs are memoised by the exact prompt state: methods whose click trajectories
+    coincide (every τ row while the gate's decisions agree; every MoE variant on a crop where
+    the general decoder is kept) run each decoder once per state. The results are unchanged."""
 
     def __init__(self, *, moe: MoESam3D, embedding: Tensor, task: int) -> None:
         self.moe = moe
         self.emb = embedding
         self.task = task
         self.pe = moe.base.prompt_encoder.get_dense_pe()
+        self._memo: dict[tuple, Any] = {}
+
+    def _cached(self, what: tuple, compute: Callable[[], Any]) -> Any:
+        if what not in self._memo:
+            self._memo[what] = compute()
+        return self._memo[what]
+
+    def _prompt(self, points, boxes, mask_input) -> tuple[bytes, Tensor, Tensor]:
+        key = prompt_key(points, boxes, mask_input)
+        sparse, dense = self._cached(
+            ("prompt", key), lambda: self.moe.base.prompt_encoder(points, boxes, mask_input)
+        )
+        return key, sparse, dense
 
     def _parts(self, points, boxes, mask_input):
-        sparse, dense = self.moe.base.prompt_encoder(points, boxes, mask_input)
-        general, _ = self.moe.base.mask_decoder(self.emb, self.pe, sparse, dense)
+        key, sparse, dense = self._prompt(points, boxes, mask_input)
+        general = self._cached(
+            ("general", key),
+            lambda: self.moe.base.mask_decoder(self.emb, self.pe, sparse, dense)[0],
+        )
         return sparse, dense, general
 
-    def _expert(self, index: int, sparse, dense) -> Tensor:
-        return self.moe.expert_at(index)(self.emb, self.pe, sparse, dense)[0]
+    def _gate(self, points, boxes, mask_input, sparse) -> Tensor:
+        key = ("gate", prompt_key(points, boxes, mask_input))
+        return self._cached(key, lambda: self.moe.gate(self.emb, self.pe, sparse))
+
+    def _expert_low(self, index: int, points, boxes, mask_input, sparse, dense) -> Tensor:
+        key = ("expert", index, prompt_key(points, boxes, mask_input))
+        return self._cached(
+            key, lambda: self.moe.expert_at(index)(self.emb, self.pe, sparse, dense)[0]
+        )
 
     def baseline(self, points, boxes, mask_input) -> Decoded:
         return Decoded(self._parts(points, boxes, mask_input)[2])
 
     def expert(self, index: int) -> Decode:
         def decode(points, boxes, mask_input) -> Decoded:
-            sparse, dense = self.moe.base.prompt_encoder(points, boxes, mask_input)
-            return Decoded(self._expert(index, sparse, dense), expert=index)
+            _, sparse, dense = self._prompt(points, boxes, mask_input)
+            low = self._expert_low(index, points, boxes, mask_input, sparse, dense)
+            return Decoded(low, expert=index)
 
         return decode
 
@@ -111,14 +150,15 @@ class Methods:
 
         def decode(points, boxes, mask_input) -> Decoded:
             sparse, dense, general = self._parts(points, boxes, mask_input)
-            probs = self.moe.gate(self.emb, self.pe, sparse)
+            probs = self._gate(points, boxes, mask_input, sparse)
             s_top, top = probs[:, 1:].max(dim=1)
             index = int(top[0]) + 1
             use = bool(s_top[0] > tau) if tau is not None else self.task > 0
             index = index if tau is not None else self.task
             if not use:
                 return Decoded(general, int(probs[0].argmax()))
-            low = fuse(general, self._expert(index, sparse, dense), s_top, weighting=weighting)
+            expert = self._expert_low(index, points, boxes, mask_input, sparse, dense)
+            low = fuse(general, expert, s_top, weighting=weighting)
             return Decoded(low, int(probs[0].argmax()), index)
 
         return decode
