@@ -47,8 +47,10 @@ def upsampled_mask(low_res_logits: Tensor, size: int) -> Tensor:
     if size % s:
         raise ValueError(f"size {size} is not a multiple of the low-resolution side {s}")
     f = size // s
-    mask = torch.zeros(b, c, size, size, size, dtype=torch.bool, device=low_res_logits.device)
     box = positive_box(low_res_logits)
+    if box is not None and all(hi - lo == s for lo, hi in box):  # the object fills the crop
+        return upsample_logits(low_res_logits, size) > 0
+    mask = torch.zeros(b, c, size, size, size, dtype=torch.bool, device=low_res_logits.device)
     if box is None:
         return mask
     (x0, x1), (y0, y1), (z0, z1) = box
