@@ -62,7 +62,7 @@ def test_report_contains_every_table_for_both_subjects(quick_run):
     for subject in ("Subject A (MNI152, held-out crops)", "Subject B (CAT12, never trained on)"):
         for table in (
             "Table 1 analogue",
-            "paired bootstrap 95 % CIs",
+            "MoE − Baseline with paired bootstrap 95 % CIs",
             "routing (trained MoE",
             "Table 2 analogue, points",
             "Table 2 analogue, box",
