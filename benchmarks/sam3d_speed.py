@@ -256,14 +256,24 @@ def _int8_agreement(model, rt32, rt8, crops: str) -> None:
             lows.append(low)
             masks.append(upsampled_mask(torch.from_numpy(low), image.shape[0])[0, 0].numpy())
         rel = float(np.abs(lows[1] - lows[0]).max() / np.abs(lows[0]).max())
+        # A model whose masks are empty or full says little at threshold 0; thresholding both
+        # at the median fp32 logit puts half the crop on each side of the boundary.
+        thr = float(np.median(lows[0]))
+        half = [
+            upsampled_mask(torch.from_numpy(lo - thr), image.shape[0])[0, 0].numpy() for lo in lows
+        ]
         rows.append(
             (dice(masks[1], masks[0]), dice(masks[0], label), dice(masks[1], label), rel,
-             masks[0].mean(), float((masks[0] != masks[1]).mean()))
+             masks[0].mean(), float((masks[0] != masks[1]).mean()), dice(half[1], half[0]))
         )  # fmt: skip
     d = np.array(rows)
     print(f"int8 vs float32 on {len(rows)} eval crops of {crops} (one click each):")
     print(f"  Dice(int8 mask, fp32 mask): mean {d[:, 0].mean():.4f}, min {d[:, 0].min():.4f}")
     print(f"  voxels that differ: mean {d[:, 5].mean():.2e}, max {d[:, 5].max():.2e}")
+    print(
+        f"  Dice at the median fp32 logit as threshold (half the crop positive): mean "
+        f"{d[:, 6].mean():.4f}, min {d[:, 6].min():.4f}"
+    )
     print(
         f"  fp32 mask fraction of the crop: mean {d[:, 4].mean():.3f}, "
         f"{int((d[:, 4] > 0).sum())} of {len(rows)} non-empty"
