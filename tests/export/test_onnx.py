@@ -163,8 +163,11 @@ def test_cli_exports_a_checkpoint(moe, tmp_path):
         (["--moe", "{tmp}", "--out", "{tmp}/o"], "moe.json"),
     ],
 )
-def test_cli_bad_input_is_one_line(tmp_path, args, message):
+def test_cli_bad_input_is_one_line(tmp_path, args, message, capsys):
+    from medmoe.cli.main import main
+
     (tmp_path / "file.txt").write_text("x")
-    r = _cli(*[a.format(tmp=tmp_path) for a in args])
-    assert r.returncode == 2
-    assert len(r.stderr.strip().splitlines()) == 1 and message in r.stderr, r.stderr
+    code = main(["export", "onnx", *[a.format(tmp=tmp_path) for a in args]])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and message in err, err
