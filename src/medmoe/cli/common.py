@@ -50,3 +50,19 @@ nonneg_int = _ranged(int, low=0, what="an integer >= 0")
 positive_float = _ranged(float, low=0.0, low_open=True, high=float("inf"), what="a number > 0")
 nonneg_float = _ranged(float, low=0.0, high=float("inf"), what="a number >= 0")
 unit_float = _ranged(float, low=0.0, high=1.0, what="a number in [0, 1]")
+
+
+def load_base_for_training(args: argparse.Namespace):
+    """``--base`` on ``--device`` (frozen, eval), its SHA-256, and the embedding cache under
+    ``--cache`` (default ``OUT/cache``): what expert and gate training both start from."""
+    from medmoe.moe import EmbeddingCache
+    from medmoe.sam3d import load_sam3d
+    from medmoe.utils import file_sha256, seed_everything
+    from medmoe.utils.device import resolve_device
+
+    device = resolve_device(args.device)
+    seed_everything(args.seed)
+    base = load_sam3d(args.base).to(device).eval()
+    sha = file_sha256(args.base)
+    root = args.cache or args.out / "cache"
+    return base, sha, EmbeddingCache(root=root, base_sha256=sha, encoder=base.image_encoder)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medmoe.cli.common import positive_float, positive_int
+from medmoe.cli.common import load_base_for_training, positive_float, positive_int
 from medmoe.utils.device import add_device_arg
 
 
@@ -33,17 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from medmoe.moe import (
-        EmbeddingCache,
         ExpertTrainConfig,
         iter_dataset_crops,
         prepare_crops,
         train_expert,
     )
-    from medmoe.sam3d import load_sam3d
-    from medmoe.utils import file_sha256, seed_everything
-    from medmoe.utils.device import resolve_device
 
-    device = resolve_device(args.device)
     cfg = ExpertTrainConfig(
         epochs=args.epochs,
         lr=args.lr,
@@ -51,12 +46,8 @@ def run_train(args: argparse.Namespace) -> int:
         clicks=args.clicks,
         seed=args.seed,
     )
-    seed_everything(args.seed)
-    base = load_sam3d(args.base).to(device).eval()
-    sha = file_sha256(args.base)
-    cache = EmbeddingCache(
-        root=args.cache or args.out / "cache", base_sha256=sha, encoder=base.image_encoder
-    )
+    base, sha, cache = load_base_for_training(args)
+    device = cache.device
     crops = iter_dataset_crops(
         args.dataset,
         labels=args.labels,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medmoe.cli.common import positive_float, positive_int
+from medmoe.cli.common import load_base_for_training, positive_float, positive_int
 from medmoe.utils.device import add_device_arg
 
 
@@ -98,12 +98,8 @@ def _crops(datasets, *, task_of_label: dict, crops_per_target: int, seed: int):
 
 def run_train(args: argparse.Namespace) -> int:
     from medmoe.errors import InputError
-    from medmoe.moe import EmbeddingCache, MoETrainConfig, prepare_crops, train_moe
-    from medmoe.sam3d import load_sam3d
-    from medmoe.utils import file_sha256, seed_everything
-    from medmoe.utils.device import resolve_device
+    from medmoe.moe import MoETrainConfig, prepare_crops, train_moe
 
-    device = resolve_device(args.device)
     cfg = MoETrainConfig(
         epochs=args.epochs,
         lr_gate=args.lr_gate,
@@ -115,13 +111,9 @@ def run_train(args: argparse.Namespace) -> int:
         weighting=args.weighting,
         seed=args.seed,
     )
-    seed_everything(args.seed)
-    base = load_sam3d(args.base).to(device).eval()
-    sha = file_sha256(args.base)
+    base, sha, cache = load_base_for_training(args)
+    device = cache.device
     experts, dirs, task_of_label = _load_experts(args.expert, sha=sha, base=base)
-    cache = EmbeddingCache(
-        root=args.cache or args.out / "cache", base_sha256=sha, encoder=base.image_encoder
-    )
     crops = _crops(
         args.dataset,
         task_of_label=task_of_label,

@@ -14,6 +14,7 @@ import copy
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -188,6 +189,42 @@ def prepare_crops(samples, *, cache, device: torch.device | str = "auto") -> Cro
     return data
 
 
+class RunOptions(NamedTuple):
+    """Where and how one training run goes."""
+
+    out_dir: Path  # checkpoints in out_dir/checkpoints
+    device: torch.device
+    resume: bool
+    progress: bool
+    desc: str  # the progress bar's label
+
+
+def fit_clicks(
+    *, model, param_groups, step: ClickStep, data, config, run: RunOptions, called=None
+) -> list[dict]:
+    """The engine with what expert and gate training share: batches kept as lists of crops,
+    gradients all-reduced once per step (the click loop runs a module several times before
+    one backward), checkpoints under ``run.out_dir/checkpoints`` holding ``config``. ``called``:
+    the module the step calls (``step.wrapped``), when it is not the whole ``model``."""
+    return fit(
+        model=model,
+        param_groups=param_groups,
+        step=step,
+        ddp_module=called,
+        dataset=data,
+        loop=LoopConfig(epochs=config.epochs, batch_size=config.batch_size, seed=config.seed),
+        run_dir=run.out_dir / "checkpoints",
+        config=asdict(config),
+        device=run.device,
+        sync="allreduce",
+        collate=identity_collate,
+        weight_decay=config.weight_decay,
+        resume=run.resume,
+        progress=run.progress,
+        desc=run.desc,
+    )
+
+
 def _frozen(base: Sam3D, device: torch.device) -> Sam3D:
     base = base.to(device).eval()
     for p in base.parameters():
@@ -214,21 +251,13 @@ def train_expert(
     base = _frozen(base, ctx.device)
     decoder = copy.deepcopy(base.mask_decoder).train().requires_grad_(True)
     train, val = split(data, config.val_fraction, config.seed)
-    fit(
+    fit_clicks(
         model=decoder,
         param_groups=[{"params": list(decoder.parameters()), "lr": config.lr}],
         step=ExpertStep(base=base, clicks=config.clicks, box_prob=config.box_prob),
-        dataset=train,
-        loop=LoopConfig(epochs=config.epochs, batch_size=config.batch_size, seed=config.seed),
-        run_dir=out_dir / "checkpoints",
-        config=asdict(config),
-        device=ctx.device,
-        sync="allreduce",
-        collate=identity_collate,
-        weight_decay=config.weight_decay,
-        resume=resume,
-        progress=progress,
-        desc=f"expert {name}",
+        data=train,
+        config=config,
+        run=RunOptions(out_dir, ctx.device, resume, progress, f"expert {name}"),
     )
     if ctx.is_main:
         val_dice = None
@@ -313,22 +342,14 @@ def train_moe(
     trainable = nn.ModuleDict({"gate": moe.gate, "experts": moe.experts})
     train, val = split(data, config.val_fraction, config.seed)
     moe.train()
-    fit(
+    fit_clicks(
         model=trainable,
         param_groups=_moe_param_groups(moe, config),
         step=GateStep(moe=moe, config=config),
-        ddp_module=moe.gate,
-        dataset=train,
-        loop=LoopConfig(epochs=config.epochs, batch_size=config.batch_size, seed=config.seed),
-        run_dir=out_dir / "checkpoints",
-        config=asdict(config),
-        device=ctx.device,
-        sync="allreduce",
-        collate=identity_collate,
-        weight_decay=config.weight_decay,
-        resume=resume,
-        progress=progress,
-        desc="gate",
+        called=moe.gate,
+        data=train,
+        config=config,
+        run=RunOptions(out_dir, ctx.device, resume, progress, "gate"),
     )
     dist_utils.dump_rank_weights(trainable, out_dir, "gate", ctx)
     report = _validate_moe(moe, val, config, ctx.device)
