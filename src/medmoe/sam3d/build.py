@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-from medmoe.errors import InputError
-from medmoe.sam3d.config import SAM3D_CONFIGS, Sam3DConfig
+from medmoe.sam3d.config import Sam3DConfig
 from medmoe.sam3d.image_encoder import ImageEncoderViT3D
 from medmoe.sam3d.mask_decoder import MaskDecoder3D
 from medmoe.sam3d.prompt_encoder import PromptEncoder3D
@@ -51,22 +48,6 @@ def build_from_config(config: Sam3DConfig) -> Sam3D:
         mask_decoder=build_mask_decoder(config),
         config=config,
     )
-
-
-def build_sam3d(name: str, checkpoint: str | os.PathLike | None = None) -> Sam3D:
-    """Build the registered model ``name`` (see ``SAM3D_CONFIGS``) in eval mode.
-
-    With ``checkpoint``, the file is read by :func:`medmoe.sam3d.load_sam3d_checkpoint` and
-    loaded strictly; a file that does not fit raises :class:`medmoe.errors.CheckpointError`.
-    """
-    if name not in SAM3D_CONFIGS:
-        raise InputError(f"unknown model {name!r}; registered: {', '.join(SAM3D_CONFIGS)}")
-    model = build_from_config(SAM3D_CONFIGS[name])
-    if checkpoint is not None:
-        from medmoe.sam3d.checkpoint import load_into, load_sam3d_checkpoint
-
-        load_into(model, load_sam3d_checkpoint(checkpoint), name=name)
-    return model.eval()
 
 
 def meta_state_shapes(config: Sam3DConfig) -> dict[str, tuple[int, ...]]:

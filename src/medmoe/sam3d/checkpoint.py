@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from medmoe.errors import CheckpointError
+from medmoe.errors import CheckpointError, first_line
 from medmoe.sam3d.build import meta_state_shapes
 from medmoe.sam3d.config import SAM3D_CONFIGS
 from medmoe.utils.files import atomic_write
@@ -39,7 +39,7 @@ def load_sam3d_checkpoint(path: str | os.PathLike) -> dict[str, Tensor]:
             f"code to unpickle, which medmoe refuses to run): {_unpickler_detail(err)}"
         ) from None
     except Exception as err:  # corrupt or truncated zip archives raise many different types
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise CheckpointError(
             f"cannot read checkpoint {path}: {type(err).__name__}: {first}"
         ) from None
@@ -114,24 +114,3 @@ def save_sam3d_checkpoint(model: nn.Module, path: str | os.PathLike) -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     with atomic_write(path) as tmp:
         torch.save({"model_state_dict": state}, tmp)
-
-
-def load_sam3d(path: str | os.PathLike, *, name: str | None = None):
-    """Build the registered model that ``path`` fits and load it strictly (eval mode).
-
-    ``name`` forces an architecture; otherwise it is identified from the parameter shapes, so
-    ``sam_med3d.pth``, ``sam_med3d_turbo.pth`` and medmoe's own ``tiny`` checkpoints all load.
-    """
-    from medmoe.sam3d.build import build_from_config
-
-    state = load_sam3d_checkpoint(path)
-    name = name or identify(state)
-    if name is None:
-        raise CheckpointError(
-            f"{path} fits no registered SAM-Med3D model ({', '.join(SAM3D_CONFIGS)})"
-        )
-    if name not in SAM3D_CONFIGS:
-        raise CheckpointError(f"unknown model {name!r}; registered: {', '.join(SAM3D_CONFIGS)}")
-    model = build_from_config(SAM3D_CONFIGS[name])
-    load_into(model, state, name=name)
-    return model.eval()
