@@ -229,6 +229,8 @@ def fit(
     ``state_dict``/``load_state_dict`` checkpointed alongside (e.g. a gradient balancer).
     Returns the per-epoch history ``[{"epoch", "loss", "lr"}]``.
     """
+    if sync not in ("ddp", "allreduce"):
+        raise ValueError(f"sync must be 'ddp' or 'allreduce', got {sync!r}")
     ctx = dist_utils.init_distributed(device=device)
     run_dir = Path(run_dir)
     model.to(ctx.device)
@@ -240,8 +242,6 @@ def fit(
     extra = dict(extra_state or {})
     modules = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "extra": extra}
     start, history = _resume(run_dir, modules, full_config, resume)
-    if sync not in ("ddp", "allreduce"):
-        raise ValueError(f"sync must be 'ddp' or 'allreduce', got {sync!r}")
     wrapped = ddp_module or model
     if sync == "ddp":
         wrapped = dist_utils.wrap_model(wrapped, ctx, find_unused_parameters=find_unused_parameters)
@@ -263,22 +263,29 @@ def fit(
             }
         )
         if ctx.is_main:
-            save_training_state(
-                checkpoint_path(run_dir, epoch),
-                model=model,
-                optimizer=optimizer,
-                epoch=epoch,
-                step=(epoch + 1) * steps_per_epoch,
-                config=full_config,
-                extra={
-                    "history": history,
-                    "scheduler": scheduler.state_dict(),
-                    **{k: v.state_dict() for k, v in extra.items()},
-                },
+            _save_epoch(
+                run_dir, modules, epoch, (epoch + 1) * steps_per_epoch, full_config, history
             )
         dist_utils.barrier(ctx)
     model.eval()
     return history
+
+
+def _save_epoch(run_dir: Path, modules: dict, epoch: int, step: int, config: dict, history):
+    """The atomic end-of-epoch checkpoint: model, optimizer, scheduler, extra state, RNGs."""
+    save_training_state(
+        checkpoint_path(run_dir, epoch),
+        model=modules["model"],
+        optimizer=modules["optimizer"],
+        epoch=epoch,
+        step=step,
+        config=config,
+        extra={
+            "history": history,
+            "scheduler": modules["scheduler"].state_dict(),
+            **{k: v.state_dict() for k, v in modules["extra"].items()},
+        },
+    )
 
 
 def _steps_per_epoch(dataset, loop: LoopConfig, ctx, batches) -> int:
