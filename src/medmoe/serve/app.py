@@ -203,6 +203,12 @@ def _viewer_routes(app: FastAPI, store: SessionStore, engine: Engine, config: Se
         store.delete(sid)
         return Response(status_code=204)
 
+    _interaction_routes(app, store)
+
+
+def _interaction_routes(app: FastAPI, store: SessionStore) -> None:
+    """The viewer's per-session calls: slices, prompts, undo/reset and the mask download."""
+
     @app.get("/api/sessions/{sid}/slice", response_class=Response)
     def get_slice(
         sid: str,
