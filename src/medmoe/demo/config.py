@@ -53,19 +53,19 @@ GROUPS: tuple[Group, ...] = (
 class DemoConfig:
     other: tuple[int, ...] = OTHER  # what the general model is pretrained on
     groups: tuple[Group, ...] = GROUPS  # one expert each, in gate order (gate index 1, 2, ...)
-    train_crops: int = 8  # Subject A training crops per structure (20 % become validation)
+    train_crops: int = 16  # Subject A training crops per structure (20 % become validation)
     weak_pretrain_crops: int = 1  # of those, how many a weak structure adds to pretraining
     eval_crops_a: int = 1  # Subject A held-out crops per structure (augmentation seeds disjoint)
     eval_crops_b: int = 2  # Subject B crops per structure (jitter only; a real second brain)
     jitter_mm: float = 20.0  # crop centres move by up to this much per axis (train and eval)
-    pretrain_steps: int = 1000
+    pretrain_steps: int = 800
     pretrain_lr: float = 1e-3
     pretrain_clicks: int = 3
-    expert_epochs: int = 10
-    expert_lr: float = 5e-4
+    expert_epochs: int = 8
+    expert_lr: float = 1e-3
     expert_clicks: int = 2
     expert_batch: int = 1  # crops per optimizer step: a group has only ~13 training crops
-    gate_epochs: int = 4
+    gate_epochs: int = 3
     gate_lr: float = 1e-3  # the paper's 1e-6 suits a long GPU run, not minutes on a CPU
     gate_batch: int = 2
     gate_clicks: int = 2  # >= 2: the gate also sees the negative clicks of later steps

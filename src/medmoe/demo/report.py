@@ -45,10 +45,10 @@ DEVIATIONS = """\
 - **Automatic τ.** τ is chosen after gate training on Subject A's validation crops (20 % of the
   training crops, one centre click): the τ of a 0.05 grid that maximises the mean of the other
   and finetuned Dice, ties going to the τ nearest 0.5. Table 2 still reports τ = 0.3, 0.5, 0.7.
-- **Learning rates.** Gate 1e-3 (the paper: 1e-6). The paper trains for hours on GPUs from a
-  gate that starts near uniform; here the gate trains for a few hundred CPU steps, and at 1e-6 it
-  does not move from its initialisation in that time. Experts 5e-4 (the paper: 1e-4), for the
-  same reason.
+- **Learning rates.** Gate {gate_lr:g} (the paper: 1e-6). The paper trains for hours on GPUs
+  from a gate that starts near uniform; here the gate trains for a few hundred CPU steps, and at
+  1e-6 it does not move from its initialisation in that time. Experts {expert_lr:g} (the paper:
+  1e-4), for the same reason.
 - **Frozen experts during gate training.** Only the gate is trained in the MoE stage; the paper
   also updates the top-1 expert (`--update-top1-expert`, not run here: it would change the FT
   experts that Table 1 compares against, and the time budget has no room for a second gate run).
@@ -339,7 +339,7 @@ def write_report(
         "",
         "#### Deviations from the paper",
         "",
-        DEVIATIONS,
+        DEVIATIONS.format(gate_lr=cfg.gate_lr, expert_lr=cfg.expert_lr),
         README_END,
         "",
         "## Subject B, complete",
