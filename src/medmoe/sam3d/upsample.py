@@ -10,8 +10,9 @@ of low-resolution voxels that are ``> 0``, widened by one voxel of interpolation
 upsampling; :func:`upsampled_mask` upsamples that crop alone and places it in an all-``False``
 mask. Inside the crop the interpolation weights are those of the whole volume (the scale factor
 is the same and the offsets are whole voxels), and where the crop's border clamping differs from
-the whole volume's, both sources are ``<= 0``: the mask is identical to thresholding the full
-upsampling.
+the whole volume's, both sources are ``<= 0``: the mask is that of the full upsampling. (The 4x
+upsampling itself is computed by separable passes whose values equal ``F.interpolate``'s to float
+rounding, so a voxel whose logit is within rounding of 0 could fall on the other side.)
 """
 
 from __future__ import annotations
@@ -21,9 +22,43 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def upsample_logits(low_res_logits: Tensor, size: int) -> Tensor:
-    """Trilinear upsampling of ``(B, 1, s, s, s)`` logits to ``(B, 1, size, size, size)``."""
-    return F.interpolate(low_res_logits, size=(size,) * 3, mode="trilinear", align_corners=False)
+def upsample_logits(low_res_logits: Tensor, size: int | tuple[int, int, int]) -> Tensor:
+    """Trilinear upsampling (``align_corners=False``) of ``(B, C, x, y, z)`` logits to ``size``.
+
+    For the 4x of SAM-Med3D (32 -> 128) it runs as three separable passes of :func:`_up4_axis`,
+    about 3x faster than ``F.interpolate`` on 2 cores; the values equal ``F.interpolate``'s to
+    float rounding (the same two-tap weights, summed in another order).
+    """
+    sizes = (size,) * 3 if isinstance(size, int) else tuple(size)
+    if all(o == 4 * i and i > 1 for o, i in zip(sizes, low_res_logits.shape[2:], strict=True)):
+        out = low_res_logits
+        for dim in (4, 3, 2):
+            out = _up4_axis(out, dim)
+        return out
+    return F.interpolate(low_res_logits, size=sizes, mode="trilinear", align_corners=False)
+
+
+def _up4_axis(x: Tensor, dim: int) -> Tensor:
+    """Linear 4x upsampling along ``dim`` (``align_corners=False``, edges clamped).
+
+    Output ``4 i + r`` sits at source coordinate ``i + (2 r - 3) / 8``: phases 0 and 1 mix
+    ``x[i - 1]`` and ``x[i]`` with weights ``5/8`` and ``7/8`` on ``x[i]`` (``x[0]`` alone at
+    the first voxel, where the coordinate clamps to 0); phases 2 and 3 mix ``x[i]`` and
+    ``x[i + 1]`` with ``1/8`` and ``3/8`` on ``x[i + 1]`` (``x[-1]`` alone at the last voxel).
+    """
+    s = x.shape[dim]
+    shape = list(x.shape)
+    shape.insert(dim + 1, 4)
+    out = x.new_empty(shape)
+    lo, hi = x.narrow(dim, 0, s - 1), x.narrow(dim, 1, s - 1)
+    for r, weight in ((0, 0.625), (1, 0.875), (2, 0.125), (3, 0.375)):
+        phase = out.select(dim + 1, r)
+        inner, edge, src = (1, 0, 0) if r < 2 else (0, s - 1, s - 1)
+        torch.lerp(lo, hi, weight, out=phase.narrow(dim, inner, s - 1))
+        phase.narrow(dim, edge, 1).copy_(x.narrow(dim, src, 1))
+    shape = list(x.shape)
+    shape[dim] = 4 * s
+    return out.view(shape)
 
 
 def positive_box(low_res_logits: Tensor) -> list[tuple[int, int]] | None:
@@ -55,9 +90,6 @@ def upsampled_mask(low_res_logits: Tensor, size: int) -> Tensor:
         return mask
     (x0, x1), (y0, y1), (z0, z1) = box
     crop = low_res_logits[:, :, x0:x1, y0:y1, z0:z1]
-    up = F.interpolate(
-        crop, size=(f * (x1 - x0), f * (y1 - y0), f * (z1 - z0)), mode="trilinear",
-        align_corners=False,
-    )  # fmt: skip
+    up = upsample_logits(crop, (f * (x1 - x0), f * (y1 - y0), f * (z1 - z0)))
     torch.gt(up, 0, out=mask[:, :, f * x0 : f * x1, f * y0 : f * y1, f * z0 : f * z1])
     return mask
