@@ -89,7 +89,10 @@ def main() -> None:
         whole["moe"].append(_time(lambda: (moes[15].set_image(volume), click(moes[15])), device))
     wmed = {k: statistics.median(v) for k, v in whole.items()}
 
-    print(f"1-min load average at start / end: {load0:.2f} / {os.getloadavg()[0]:.2f}")
+    print(
+        f"1-min load average at start / end: {load0:.2f} / {os.getloadavg()[0]:.2f}; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}"
+    )
     print(
         f"machine: {platform.machine()} {platform.processor() or ''} threads={args.threads} "
         f"device={device} torch={torch.__version__} model={args.model}"

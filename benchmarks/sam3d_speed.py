@@ -136,6 +136,7 @@ def main() -> None:
         f"median of {args.repeats}; 1-min load average during the encoder runs: "
         f"{min(r['load'] for r in fast + literal):.1f}-{max(r['load'] for r in fast + literal):.1f}"
     )
+    print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
     print(f"{'measurement':<34}{'value':>12}{'peak MB':>10}")
     print(f"{'encoder, literal padded (s)':<34}{lit['seconds']:>12.3f}{lit['peak_mb']:>10.0f}")
     print(f"{'encoder, fast exact (s)':<34}{f['seconds']:>12.3f}{f['peak_mb']:>10.0f}")
@@ -177,7 +178,10 @@ def compare_onnx(args) -> None:
     import tempfile
 
     torch.set_num_threads(args.threads)
-    print(f"load average at start: {os.getloadavg()[0]:.2f}")
+    print(
+        f"load average at start: {os.getloadavg()[0]:.2f}; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}"
+    )
     with tempfile.TemporaryDirectory() as folder, torch.inference_mode():
         model, vol, rt32, rt8 = _onnx_setup(args, folder)
         v = vol.numpy()
