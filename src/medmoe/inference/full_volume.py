@@ -59,6 +59,31 @@ def _block(array: np.ndarray, at: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def _prompts_in_window(pts, box_ijk, affine, g_affine, at, size):
+    """The user's points and box (voxels of the scan) in the coordinates of the window at ``at``."""
+    w_pts = world_to_voxel(voxel_to_world(pts, affine), g_affine) - at if len(pts) else None
+    w_box = None
+    if box_ijk is not None:
+        corners = voxel_to_world(np.reshape(box_ijk, (2, 3)), affine)
+        ends = world_to_voxel(corners, g_affine) - at
+        w_box = np.concatenate([ends.min(0), ends.max(0)]).clip(0, size - 1)
+    return w_pts, w_box
+
+
+def _windows_to_open(fg: np.ndarray, at: np.ndarray, g_shape, size: int) -> list[tuple]:
+    """Half-shifted neighbours of the window at ``at`` whose shared border the prediction
+    ``fg`` touches, where that border is open (not the edge of the grid)."""
+    half, out = size // 2, []
+    for axis in range(3):
+        for side, step in ((0, -half), (size - 1, half)):
+            open_border = at[axis] > 0 if side == 0 else at[axis] + size < g_shape[axis]
+            if open_border and np.take(fg, side, axis=axis).any():
+                nxt = at.copy()
+                nxt[axis] += step
+                out.append(tuple(int(v) for v in nxt))
+    return out
+
+
 def segment_full_volume(
     predictor,
     vol: Volume,
@@ -102,18 +127,7 @@ def segment_full_volume(
         at = np.array(queue.popleft())
         predictor.set_image(zscore_foreground(_block(raw, at, size)))
         if not done:  # the user's prompts, mapped into this window
-            w_pts = (
-                world_to_voxel(voxel_to_world(pts, vol.affine), g_affine) - at if len(pts) else None
-            )
-            w_box = None
-            if box_ijk is not None:
-                ends = (
-                    world_to_voxel(
-                        voxel_to_world(np.reshape(box_ijk, (2, 3)), vol.affine), g_affine
-                    )
-                    - at
-                )
-                w_box = np.concatenate([ends.min(0), ends.max(0)]).clip(0, size - 1)
+            w_pts, w_box = _prompts_in_window(pts, box_ijk, vol.affine, g_affine, at, size)
             pred = predictor.predict(
                 points=w_pts, labels=labels if w_pts is not None else None, box=w_box
             )
@@ -128,17 +142,10 @@ def segment_full_volume(
         total[src] += logits[dst]
         count[src] += 1
         done.append(tuple(int(a) for a in at))
-        fg = logits > 0
-        for axis in range(3):
-            for side, step in ((0, -half), (size - 1, half)):
-                open_border = at[axis] > 0 if side == 0 else at[axis] + size < g_shape[axis]
-                if open_border and np.take(fg, side, axis=axis).any():
-                    nxt = at.copy()
-                    nxt[axis] += step
-                    key = tuple(int(v) for v in nxt)
-                    if key not in seen:
-                        seen.add(key)
-                        queue.append(key)
+        for key in _windows_to_open(logits > 0, at, g_shape, size):
+            if key not in seen:
+                seen.add(key)
+                queue.append(key)
     mean = np.where(count > 0, total / np.maximum(count, 1), LOGIT_FILL).astype(np.float32)
     back = resample(mean, g_affine, vol.array.shape, vol.affine, order=1, cval=LOGIT_FILL)
     return FullVolumeResult(mask=back > 0, windows=done, hit_limit=hit_limit)
