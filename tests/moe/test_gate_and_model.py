@@ -74,12 +74,13 @@ def _moe_towards(index: int, m: int = 3) -> MoESam3D:
         bias = torch.zeros(m + 1)
         bias[index + 1] = 6.0
         gate.head[3].bias.copy_(bias)
-    return MoESam3D(base=base, experts=experts, gate=gate, tau=0.0).eval()
+    return MoESam3D(base=base, experts=experts, gate=gate, tau=0.0, batch_decoders=True).eval()
 
 
 def test_batched_general_and_expert_equal_one_by_one():
-    """Without gradients the general decoder and the expert run as one stacked call; the
-    outputs equal running them one after the other (the path taken with gradients on)."""
+    """With ``batch_decoders`` and no gradients the general decoder and the expert run as one
+    stacked call; the outputs equal running them one after the other (the path taken with
+    gradients on, and by default on the CPU)."""
     moe = _moe_towards(1)
     emb = torch.randn(1, 96, 8, 8, 8)
     pts = (torch.tensor([[[60.0, 64, 70], [20, 30, 40]]]), torch.tensor([[1, 0]]))
@@ -109,3 +110,13 @@ def test_stacked_pair_is_rebuilt_when_weights_change():
     assert again is not first
     assert torch.equal(again.p["iou_token.weight"][1], moe.experts["e0"].iou_token.weight)
     assert torch.equal(again.p["iou_token.weight"][0], moe.base.mask_decoder.iou_token.weight)
+
+
+def test_cpu_default_runs_the_decoders_one_by_one():
+    moe = _moe_towards(1)
+    moe.batch_decoders = None  # the default: no stacking on the CPU (measured slower there)
+    with torch.no_grad():
+        out = moe.decode(
+            torch.randn(1, 96, 8, 8, 8), points=(torch.tensor([[[9.0, 9, 9]]]), torch.tensor([[1]]))
+        )
+    assert bool(out.routing.use_expert[0]) and "_stacked" not in moe.__dict__

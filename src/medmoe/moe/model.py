@@ -38,6 +38,7 @@ class MoESam3D(nn.Module):
         gate: Gate,
         tau: float = DEFAULT_TAU,
         weighting: str = "s_top",
+        batch_decoders: bool | None = None,
     ) -> None:
         super().__init__()
         if not experts:
@@ -53,6 +54,9 @@ class MoESam3D(nn.Module):
         self.gate = gate
         self.tau = float(tau)
         self.weighting = weighting
+        # One stacked call for the general decoder and the expert (``None``: off on the CPU,
+        # where benchmarks/moe_speed.py measured it slower than two calls; on elsewhere).
+        self.batch_decoders = batch_decoders
         for p in self.base.parameters():
             p.requires_grad_(False)
 
@@ -113,7 +117,10 @@ class MoESam3D(nn.Module):
     def _batchable_expert(self, routing: Routing) -> int | None:
         """The expert to batch with the general decoder: without gradients, when every row uses
         the same expert (always so for one click)."""
-        if torch.is_grad_enabled() or not bool(routing.use_expert.all()):
+        on = self.batch_decoders
+        if on is None:
+            on = routing.expert.device.type != "cpu"
+        if not on or torch.is_grad_enabled() or not bool(routing.use_expert.all()):
             return None
         first = routing.expert[0]
         if not bool((routing.expert == first).all()):
