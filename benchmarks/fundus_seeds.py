@@ -108,12 +108,16 @@ def main() -> None:
     data = demo_data(preset)
     per_seed = {s: run_seed(s, preset, data, args.out) for s in args.seeds}
     minutes, load1 = (time.perf_counter() - start) / 60, os.getloadavg()
+    trained = [r["seconds"] or 0.0 for runs in per_seed.values() for r in runs.values()]
     header = [
         f"# fundus_seeds: {'quick' if args.quick else 'full'} preset, training seeds {args.seeds}",
         "",
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, threads={args.threads}, "
-        f"torch {torch.__version__}; {minutes:.1f} min in all; load average (1 min) "
-        f"{load0[0]:.1f} at the start, {load1[0]:.1f} at the end",
+        f"torch {torch.__version__}; this invocation {minutes:.1f} min; load average (1 min) "
+        f"{load0[0]:.1f} at its start, {load1[0]:.1f} at its end",
+        "",
+        f"training time of the {len(trained)} runs, as recorded when each was trained (wall, "
+        f"s; runs trained before this invocation were loaded): {sum(trained):.0f} s in all",
     ]
     lines = summarise(per_seed, header)
     args.results.parent.mkdir(parents=True, exist_ok=True)
