@@ -15,7 +15,7 @@ import os
 import torch
 from torch import Tensor, nn
 
-from medmoe.errors import CheckpointError
+from medmoe.errors import CheckpointError, first_line
 
 
 class Bottleneck(nn.Module):
@@ -114,7 +114,7 @@ def load_torchvision_resnet50(model: ResNet50, path: str | os.PathLike) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise CheckpointError(f"cannot read ResNet-50 weights {path}: {first}") from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
