@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -11,6 +11,7 @@ from medmoe.multitask.backbone import ResNet50
 from medmoe.multitask.data import IMAGENET_MEAN, IMAGENET_STD
 from medmoe.multitask.experts import ASPP, ClassificationExpert, SegmentationExpert
 from medmoe.multitask.heads import HeadOutput, TaskHead
+from medmoe.utils.config import config_from_dict, config_to_dict
 
 LESIONS = (
     "MA",
@@ -41,16 +42,11 @@ class MultiTaskConfig:
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> MultiTaskConfig:
-        from medmoe.errors import CheckpointError
-
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise CheckpointError(f"unknown multitask config keys {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        return config_from_dict(cls, d, what="multitask config")
 
 
 class MultiTaskMoE(nn.Module):
