@@ -1,10 +1,13 @@
 """``medmoe demo``: the main job. ``mri`` (default) runs SAM-Med3D-MoE's weak-category
-experiment on two real brains (trained on one, evaluated on both); ``fundus`` runs the multi-task fundus MoE on synthetic images."""
+experiment on two real brains (trained on one, evaluated on both); ``fundus`` runs the
+multi-task fundus MoE on synthetic images."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from medmoe.utils.device import add_device_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("which", nargs="?", choices=("mri", "fundus"), default="mri")
     p.add_argument("--quick", action="store_true", help="a small run (about 2 minutes), for CI")
     p.add_argument("--out", type=Path, help="output folder (default runs/demo or runs/demo-fundus)")
+    add_device_arg(p)
     p.set_defaults(func=run)
 
 
@@ -30,10 +34,12 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(
                 "the fundus demo is not part of this release yet (see the README)"
             ) from None
-        run_fundus_demo(quick=args.quick, out_dir=args.out or Path("runs/demo-fundus"))
+        run_fundus_demo(
+            quick=args.quick, out_dir=args.out or Path("runs/demo-fundus"), device=args.device
+        )
         return 0
     from medmoe.demo.run import run_mri_demo
 
     out = args.out or Path("runs/demo-quick" if args.quick else "runs/demo")
-    run_mri_demo(quick=args.quick, out_dir=out)
+    run_mri_demo(quick=args.quick, out_dir=out, device=args.device)
     return 0
