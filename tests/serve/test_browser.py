@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import threading
-import time
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from tests.serve.conftest import SHAPE
+from tests.serve.conftest import SHAPE, start_server
 
 TOKEN = "browser-test-token-0123456789"
 CHROMIUM_FLAGS = [
@@ -54,7 +51,6 @@ def find_or_install_chromium() -> str:
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory):
-    import uvicorn
 
     from medmoe.moe import Gate, GateConfig, MoEPredictor, MoESam3D
     from medmoe.sam3d import build_mask_decoder, build_sam3d
@@ -68,17 +64,8 @@ def live_server(tmp_path_factory):
     data = tmp_path_factory.mktemp("serve")
     auth = AuthConfig(token=TOKEN)  # the page logs in with the token, as a user would
     app = create_app(predictor=MoEPredictor(moe), config=ServeConfig(data_dir=data), auth=auth)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}/", app
+    server, thread, url = start_server(app)
+    yield f"{url}/", app
     server.should_exit = True
     thread.join(timeout=10)
 

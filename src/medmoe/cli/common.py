@@ -27,7 +27,7 @@ def load_predictor(args: argparse.Namespace):
     return Sam3DPredictor(load_sam3d(args.checkpoint).to(device))
 
 
-def _ranged(kind, *, low=None, high=None, low_open=False, what=""):
+def _ranged(kind, *, low=None, high=None, low_open=False, high_open=False, what=""):
     """An argparse ``type`` that parses ``kind`` and checks it lies in the range (exit 2, one line)."""
 
     def parse(text: str):
@@ -37,7 +37,7 @@ def _ranged(kind, *, low=None, high=None, low_open=False, what=""):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
         if value != value or (low is not None and (value < low or (low_open and value == low))):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        if high is not None and value > high:
+        if high is not None and (value > high or (high_open and value == high)):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         return value
 
@@ -50,6 +50,7 @@ nonneg_int = _ranged(int, low=0, what="an integer >= 0")
 positive_float = _ranged(float, low=0.0, low_open=True, high=float("inf"), what="a number > 0")
 nonneg_float = _ranged(float, low=0.0, high=float("inf"), what="a number >= 0")
 unit_float = _ranged(float, low=0.0, high=1.0, what="a number in [0, 1]")
+tau_value = _ranged(float, low=0.0, high=1.0, high_open=True, what="a number in [0, 1)")
 
 
 def load_base_for_training(args: argparse.Namespace):

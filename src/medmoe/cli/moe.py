@@ -5,18 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medmoe.cli.common import load_base_for_training, positive_float, positive_int
+from medmoe.cli.common import load_base_for_training, positive_float, positive_int, tau_value
 from medmoe.utils.device import add_device_arg
-
-
-def tau_value(text: str) -> float:
-    try:
-        tau = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= tau < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return tau
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -83,10 +84,21 @@ def load_training_state(
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
     restore_rng: bool = True,
+    check_config: Callable[[dict], None] | None = None,
 ) -> TrainingState:
-    """Load a checkpoint written by :func:`save_training_state` into ``model``/``optimizer``."""
+    """Load a checkpoint written by :func:`save_training_state` into ``model``/``optimizer``.
+
+    ``check_config`` sees the saved config first, before anything is restored, and may refuse
+    the checkpoint by raising."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling refusals, truncated zips
+        raise CheckpointError(f"cannot resume from {path}: {first_line(err)}") from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"cannot resume from {path}: not a medmoe training checkpoint")
+    if check_config is not None:
+        check_config(payload.get("config", {}))
+    try:
         unwrap(model).load_state_dict(payload["model"], strict=True)
     except Exception as err:  # unpickling refusals, truncated zips, missing keys, shape errors
         raise CheckpointError(f"cannot resume from {path}: {first_line(err)}") from None

@@ -179,9 +179,12 @@ def _resume(
     last = latest_checkpoint(run_dir) if enabled else None
     if last is None:
         return 0, []
-    state = load_training_state(last, model=modules["model"], optimizer=None, restore_rng=False)
-    _check_resume(state.config, config, last)  # before anything else is restored
-    load_training_state(last, model=modules["model"], optimizer=modules["optimizer"])
+    state = load_training_state(
+        last,
+        model=modules["model"],
+        optimizer=modules["optimizer"],
+        check_config=lambda saved: _check_resume(saved, config, last),
+    )
     modules["scheduler"].load_state_dict(state.extra["scheduler"])
     for name, obj in modules["extra"].items():
         obj.load_state_dict(state.extra.get(name, {}))
