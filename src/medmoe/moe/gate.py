@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from medmoe.sam3d.factored import Projections, attention
 from medmoe.utils.config import config_from_dict, config_to_dict
 
 
@@ -64,10 +65,10 @@ class Gate(nn.Module):
         img = image_embedding.flatten(2).transpose(1, 2).expand(b, -1, -1)
         pe = image_pe.flatten(2).transpose(1, 2)
         q = prompt_tokens
-        q = self.norm1(q + self.self_attn(q, q, q, need_weights=False)[0])
-        q = self.norm2(q + self.prompt_to_image(q, img + pe, img, need_weights=False)[0])
+        q = self.norm1(q + _attend(self.self_attn, q, q, q))
+        q = self.norm2(q + _attend(self.prompt_to_image, q, img + pe, img))
         q = self.norm3(q + self.mlp(q))
-        img = self.norm4(img + self.image_to_prompt(img + pe, q, q, need_weights=False)[0])
+        img = self.norm4(img + _attend(self.image_to_prompt, img + pe, q, q))
         pooled = torch.cat([img.mean(dim=1), q.mean(dim=1)], dim=-1)
         return self.head(pooled)
 
@@ -104,3 +105,14 @@ class Gate(nn.Module):
             last_new.weight[i] = last_old.weight[old]
             last_new.bias[i] = last_old.bias[old]
         return new
+
+
+def _attend(mha: nn.MultiheadAttention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """``mha(q, k, v)``; without autograd, the factored form where the prompt side is the
+    cheaper one to project (:mod:`medmoe.sam3d.factored`: the same numbers, to rounding)."""
+    if torch.is_grad_enabled():
+        return mha(q, k, v, need_weights=False)[0]
+    wq, wk, wv = mha.in_proj_weight.chunk(3)
+    bq, bk, bv = mha.in_proj_bias.chunk(3)
+    p = Projections(wq, bq, wk, bk, wv, bv, mha.out_proj.weight, mha.out_proj.bias)
+    return attention(q, k, v, p, num_heads=mha.num_heads)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medmoe.sam3d.common import MLPBlock
+from medmoe.sam3d.factored import Projections, attention
 
 
 class Attention(nn.Module):
@@ -22,19 +22,19 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(embedding_dim, self.internal_dim)
         self.out_proj = nn.Linear(self.internal_dim, embedding_dim)
 
-    def _heads(self, x: Tensor) -> Tensor:
-        b, n, c = x.shape
-        return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
+    def projections(self) -> Projections:
+        return Projections(
+            *(
+                t
+                for lin in (self.q_proj, self.k_proj, self.v_proj, self.out_proj)
+                for t in (lin.weight, lin.bias)
+            )
+        )
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        q, k, v = (
-            self._heads(self.q_proj(q)),
-            self._heads(self.k_proj(k)),
-            self._heads(self.v_proj(v)),
-        )
-        out = F.scaled_dot_product_attention(q, k, v)  # scale 1/sqrt(head dim), as published
-        b, h, n, c = out.shape
-        return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
+        # The published computation; without autograd, the cheaper factored one where the
+        # queries or the keys are few (the prompt tokens): see medmoe.sam3d.factored.
+        return attention(q, k, v, self.projections(), num_heads=self.num_heads)
 
 
 class TwoWayAttentionBlock(nn.Module):
@@ -79,11 +79,12 @@ class TwoWayAttentionBlock(nn.Module):
             queries = queries + self.self_attn(q, q, queries)
         queries = self.norm1(queries)
 
-        q, k = queries + query_pe, keys + key_pe
+        k = keys + key_pe  # the keys do not change until norm4: one sum serves both attentions
+        q = queries + query_pe
         queries = self.norm2(queries + self.cross_attn_token_to_image(q, k, keys))
         queries = self.norm3(queries + self.mlp(queries))
 
-        q, k = queries + query_pe, keys + key_pe
+        q = queries + query_pe
         keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
         return queries, keys
 
