@@ -116,7 +116,7 @@ def test_upload_click_overlay_badge_undo_save(page, live_server, scan_path, tmp_
     page.wait_for_function(
         "window.medmoeState.lastUpdate && window.medmoeState.lastUpdate.step === 1", timeout=60_000
     )
-    session = next(iter(store._sessions.values()))
+    session = next(iter(store._entries.values()))
     assert session.steps[-1].points.tolist() == [[35.0, 20.0, 39.0]]
     assert session.steps[-1].labels.tolist() == [1]
     assert page.evaluate("window.sawBusy")

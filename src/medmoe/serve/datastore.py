@@ -14,17 +14,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from medmoe.data import Volume, load_volume
 from medmoe.errors import InputError
-from medmoe.serve.store import GZIP_MAGIC, NIFTI_MAGICS, SESSION_ID, NotFound, NotNifti
+from medmoe.serve.store import GZIP_MAGIC, NIFTI_MAGICS, ExpiringStore, NotFound, NotNifti
 from medmoe.utils.files import atomic_write
 
 TAG = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -275,67 +275,28 @@ class TempImage:
         }
 
 
-class TempImages:
+class TempImages(ExpiringStore[TempImage]):
     """MONAI Label's ``/session/``: an uploaded image that lives until it expires."""
 
-    def __init__(self, *, root: Path, ttl_s: float, max_count: int, clock=time.time) -> None:
-        self.root = Path(root).resolve()
-        self.ttl_s, self.max_count, self.clock = ttl_s, max_count, clock
-        self.root.mkdir(parents=True, exist_ok=True)
-        for stale in self.root.iterdir():
-            if SESSION_ID.match(stale.name):
-                shutil.rmtree(stale, ignore_errors=True)
-        self._items: dict[str, TempImage] = {}
-        self._lock = threading.Lock()
+    def __init__(
+        self, *, root: Path, ttl_s: float, max_count: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.ttl_s = ttl_s
+        super().__init__(root=root, max_count=max_count, clock=clock)
 
-    def expire(self) -> None:
-        now = self.clock()
-        with self._lock:
-            old = [s.id for s in self._items.values() if now - s.last_used > s.expiry_s]
-        for sid in old:
-            self.delete(sid)
+    def _ttl(self, entry: TempImage) -> float:
+        return entry.expiry_s
 
     def add(self, data: bytes, filename: str | None, expiry_s: float | None) -> TempImage:
-        from medmoe.serve.store import Busy
-
-        self.expire()
-        if len(self._items) >= self.max_count:
-            raise Busy(f"the server already holds {self.max_count} sessions; retry later")
+        """Store an upload as a new temporary image once it loads as a valid volume."""
+        self._check_room()
         ext = file_ext(filename, data, IMAGE_EXTS)
-        sid = uuid.uuid4().hex
-        directory = self.root / sid
-        directory.mkdir()
-        try:
+        with self._new_directory() as (sid, directory):
             path = directory / f"image{ext}"
             path.write_bytes(data)
             volume = load_upload(path, base_name(filename) or "the upload")
-        except BaseException:
-            shutil.rmtree(directory, ignore_errors=True)
-            raise
         now = self.clock()
         ttl = self.ttl_s if not expiry_s or expiry_s <= 0 else min(expiry_s, self.ttl_s)
         item = TempImage(sid, directory, volume, path.name, ttl, now, now)
-        with self._lock:
-            self._items[sid] = item
+        self._add(item)
         return item
-
-    def get(self, sid: str) -> TempImage:
-        if not SESSION_ID.match(sid or ""):
-            raise InputError("invalid session id")
-        self.expire()
-        with self._lock:
-            item = self._items.get(sid)
-        if item is None:
-            raise NotFound(f"no session {sid} (it may have expired)")
-        item.last_used = self.clock()
-        return item
-
-    def delete(self, sid: str) -> None:
-        with self._lock:
-            item = self._items.pop(sid, None)
-        if item is not None:
-            shutil.rmtree(item.directory, ignore_errors=True)
-
-    def close(self) -> None:
-        for sid in list(self._items):
-            self.delete(sid)

@@ -4,19 +4,23 @@ Every file the server writes lies in ``<data_dir>/sessions/<id>/``, where ``<id>
 UUID made here; names that come from a client are never used to build a path. Uploads are
 streamed to ``upload.part`` with a running byte count, so an oversized body is refused while it
 arrives (nothing is spooled to the system temp directory), and renamed only once the scan loads.
+:class:`ExpiringStore` holds the id check, expiry and deletion shared with MONAI Label's
+temporary images (:class:`medmoe.serve.datastore.TempImages`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import shutil
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 from medmoe.data import load_volume
 from medmoe.errors import InputError, MedmoeError
@@ -72,59 +76,113 @@ def sniff_nifti(head: bytes) -> str:
     raise NotNifti("the upload is not a NIfTI file (.nii or .nii.gz)")
 
 
-class SessionStore:
-    def __init__(self, *, config: ServeConfig, engine: Engine, clock=time.monotonic) -> None:
-        self.config = config
-        self.engine = engine
+class Expiring(Protocol):
+    """What an :class:`ExpiringStore` keeps: an id, its directory and when it was last used."""
+
+    id: str
+    directory: Path
+    last_used: float
+
+
+E = TypeVar("E", bound=Expiring)
+
+
+class ExpiringStore(Generic[E]):
+    """Entries with a directory ``<root>/<id>/`` each (``id`` a random UUID's hex), deleted with
+    it once unused for longer than :meth:`_ttl`; the index changes only under a lock."""
+
+    def __init__(self, *, root: Path, max_count: int, clock: Callable[[], float]) -> None:
+        self.root = Path(root).resolve()
+        self.max_count = max_count
         self.clock = clock
-        self.root = (Path(config.data_dir) / "sessions").resolve()
         self.root.mkdir(parents=True, exist_ok=True)
-        for stale in self.root.iterdir():  # sessions of an earlier run: their memory state is gone
+        for stale in self.root.iterdir():  # entries of an earlier run: their memory state is gone
             if SESSION_ID.match(stale.name):
                 shutil.rmtree(stale, ignore_errors=True)
-        self._sessions: dict[str, Session] = {}
+        self._entries: dict[str, E] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._sessions)
+        return len(self._entries)
+
+    def _ttl(self, entry: E) -> float:
+        """Seconds ``entry`` may go unused before it expires."""
+        raise NotImplementedError
 
     def expire(self) -> list[str]:
+        """Delete the entries unused for longer than their ttl; their ids."""
         now = self.clock()
         with self._lock:
-            old = [
-                s for s in self._sessions.values() if now - s.last_used > self.config.session_ttl_s
-            ]
-        for s in old:
-            self.delete(s.id)
-        return [s.id for s in old]
+            old = [e.id for e in self._entries.values() if now - e.last_used > self._ttl(e)]
+        for sid in old:
+            self.delete(sid)
+        return old
 
-    def get(self, sid: str) -> Session:
+    def get(self, sid: str) -> E:
+        """The live entry ``sid`` (400 for a malformed id, 404 for none); renews its lease."""
         if not SESSION_ID.match(sid or ""):
             raise InputError("invalid session id")
         self.expire()
         with self._lock:
-            session = self._sessions.get(sid)
-        if session is None:
+            entry = self._entries.get(sid)
+        if entry is None:
             raise NotFound(f"no session {sid} (it may have expired)")
-        session.last_used = self.clock()
-        return session
+        entry.last_used = self.clock()
+        return entry
 
     def delete(self, sid: str) -> None:
         with self._lock:
-            session = self._sessions.pop(sid, None)
-        if session is not None:
-            shutil.rmtree(session.directory, ignore_errors=True)
+            entry = self._entries.pop(sid, None)
+        if entry is not None:
+            shutil.rmtree(entry.directory, ignore_errors=True)
 
-    async def create(self, body: AsyncIterator[bytes], *, name: str | None) -> Session:
-        """Stream an upload into a new session directory and load it; clean up on any error."""
-        name = check_upload_name(name)
+    def close(self) -> None:
+        for sid in list(self._entries):
+            self.delete(sid)
+
+    def _check_room(self) -> None:
+        """Expire old entries, then refuse (503) if the store is still full."""
         self.expire()
-        if len(self._sessions) >= self.config.max_sessions:
-            raise Busy(f"the server already holds {self.config.max_sessions} sessions; retry later")
+        if len(self._entries) >= self.max_count:
+            raise Busy(f"the server already holds {self.max_count} sessions; retry later")
+
+    @contextlib.contextmanager
+    def _new_directory(self) -> Iterator[tuple[str, Path]]:
+        """A new id and its empty directory, removed again if the block raises."""
         sid = uuid.uuid4().hex
         directory = self.root / sid
         directory.mkdir()
         try:
+            yield sid, directory
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+
+    def _add(self, entry: E) -> None:
+        with self._lock:
+            self._entries[entry.id] = entry
+
+
+class SessionStore(ExpiringStore[Session]):
+    """The viewer's sessions under ``<data_dir>/sessions/``, expiring after ``session_ttl_s``."""
+
+    def __init__(
+        self, *, config: ServeConfig, engine: Engine, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        super().__init__(
+            root=Path(config.data_dir) / "sessions", max_count=config.max_sessions, clock=clock
+        )
+
+    def _ttl(self, entry: Session) -> float:
+        return self.config.session_ttl_s
+
+    async def create(self, body: AsyncIterator[bytes], *, name: str | None) -> Session:
+        """Stream an upload into a new session directory and load it; clean up on any error."""
+        name = check_upload_name(name)
+        self._check_room()
+        with self._new_directory() as (sid, directory):
             part = directory / "upload.part"
             size, head = 0, b""
             with open(part, "wb") as fh:
@@ -147,14 +205,6 @@ class SessionStore:
             session = await asyncio.to_thread(
                 Session, id=sid, directory=directory, volume=volume, name=name, engine=self.engine
             )
-        except BaseException:
-            shutil.rmtree(directory, ignore_errors=True)
-            raise
         session.last_used = self.clock()
-        with self._lock:
-            self._sessions[sid] = session
+        self._add(session)
         return session
-
-    def close(self) -> None:
-        for sid in list(self._sessions):
-            self.delete(sid)
