@@ -183,11 +183,11 @@ class Trajectory(NamedTuple):
     expert: tuple[int, int]  # the expert fused in at the first and at the last step (0: none)
 
 
-def _tensors(points: list, labels: list):
+def _tensors(points: list, labels: list, device: torch.device):
     if not points:
         return None
-    pts = torch.as_tensor(np.stack(points), dtype=torch.float32)[None]
-    return pts, torch.as_tensor(labels, dtype=torch.long)[None]
+    pts = torch.as_tensor(np.stack(points), dtype=torch.float32, device=device)[None]
+    return pts, torch.as_tensor(labels, dtype=torch.long, device=device)[None]
 
 
 @torch.inference_mode()
@@ -200,13 +200,16 @@ def click_loop(
     n_clicks: int,
     rng: np.random.Generator,
     size: int,
+    device: torch.device | str = "cpu",
 ) -> Trajectory:
-    """Box: the ground-truth box alone. Points: ``first`` then ``n_clicks - 1`` error clicks."""
+    """Box: the ground-truth box alone. Points: ``first`` then ``n_clicks - 1`` error clicks.
+    Prompts are built on ``device`` (the model's); masks come back to the CPU for the clicks."""
     boxes = None
     points: list[np.ndarray] = []
     labels: list[int] = []
     if prompt == "box":
-        boxes = torch.as_tensor(box_from_mask(gt), dtype=torch.float32).reshape(1, 6)
+        boxes = torch.as_tensor(box_from_mask(gt), dtype=torch.float32, device=device)
+        boxes = boxes.reshape(1, 6)
         n_clicks = 1
     else:
         points, labels = [first], [1]
@@ -218,9 +221,9 @@ def click_loop(
                 break
             points.append(click.point)
             labels.append(click.label)
-        out = decode(_tensors(points, labels), boxes, low)
+        out = decode(_tensors(points, labels, device), boxes, low)
         low = out.low
-        mask = upsampled_mask(low, size)[0, 0].numpy()  # = trilinear upsampling > 0, exactly
+        mask = upsampled_mask(low, size)[0, 0].cpu().numpy()  # = trilinear upsampling > 0
         steps.append(out)
     return Trajectory(
         mask, (steps[0].gate_class, steps[-1].gate_class), (steps[0].expert, steps[-1].expert)
@@ -237,8 +240,9 @@ def _runs(names: list[str]) -> list[tuple[str, str, str]]:
 def evaluate_crop(
     moe: MoESam3D, crop: Crop, index: int, *, groups: int, taus, clicks: int, seed: int, nsd_mm
 ) -> list[dict]:
+    device = next(moe.parameters()).device
     with torch.inference_mode():
-        emb = moe.base.image_encoder(torch.from_numpy(crop.image)[None, None])
+        emb = moe.base.image_encoder(torch.from_numpy(crop.image)[None, None].to(device))
     table = method_table(Methods(moe=moe, embedding=emb, task=crop.task), groups=groups, taus=taus)
     centre = first_click(crop.label, method="center").point
     rows = []
@@ -255,6 +259,7 @@ def evaluate_crop(
             n_clicks=clicks,
             rng=rng,
             size=moe.base.config.img_size,
+            device=device,
         )
         row = {
             "subject": crop.subject,

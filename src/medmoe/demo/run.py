@@ -225,6 +225,7 @@ def run_mri_demo(
     from medmoe.demo.report import bar_chart, write_report
     from medmoe.moe import EmbeddingCache
     from medmoe.sam3d import load_sam3d
+    from medmoe.utils.device import resolve_device
     from medmoe.utils.seed import seed_everything
 
     cfg = config or (QUICK if quick else FULL)
@@ -243,7 +244,8 @@ def run_mri_demo(
     with timer("finetune experts", cached=done):
         expert_dirs = finetune_experts(cfg, out, base, sha, cache, crops, device)
     with timer("train gate", cached=(out / "moe" / "moe.json").is_file()):
-        moe = train_gate(cfg, out, base, sha, cache, crops, expert_dirs, device).cpu()
+        moe = train_gate(cfg, out, base, sha, cache, crops, expert_dirs, device)
+        moe = moe.to(resolve_device(device))  # the evaluation runs where the training ran
     with timer("evaluate A", cached=(out / "eval_A.json").is_file()):
         rows = evaluate_subject(cfg, out, moe, "A", atlas_a)
     with timer("evaluate B", cached=(out / "eval_B.json").is_file()):
