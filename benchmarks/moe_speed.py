@@ -113,14 +113,65 @@ def main() -> None:
         f"{med['expert']:.1f} ms = {med['gate'] + med['expert']:.1f} ms; a ratio <= 1.5 needs "
         f"<= {0.5 * med['single']:.1f} ms (half the single-decoder click)"
     )
+    rest = med["single"] - med["expert"]  # the plain click without its decoder
+    print(
+        f"the plain click without its decoder: {rest:.1f} ms; with decoders that cost nothing "
+        f"the ratio would be ({rest:.1f} + {med['gate']:.1f}) / {rest:.1f} = "
+        f"{(rest + med['gate']) / rest:.2f}"
+    )
     print(
         f"whole forward (encoder + 1 click) median: plain {wmed['plain']:.3f} s | MoE {wmed['moe']:.3f} s"
     )
     print(f"ratio whole MoE / plain              : {_verdict(wmed['moe'] / wmed['plain'], 1.1)}")
+    if device.type == "cpu" and args.threads == 2:
+        _concurrency(moes[1], points, labels, args.clicks)
 
 
 def _verdict(ratio: float, target: float) -> str:
     return f"{ratio:.3f}   (target <= {target}: {'met' if ratio <= target else 'MISSED'})"
+
+
+def _concurrency(predictor, points, labels, clicks: int) -> None:
+    """The general and the expert decoder one after the other on 2 intra-op threads, against
+    both at once in two threads of 1 intra-op thread each (interleaved, medians): whether the
+    two cores have time to spare for the second decoder."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    moe = predictor.moe
+    pts, boxes, mask = predictor.prompt_tensors(points, labels)
+    emb, pe = predictor.features, predictor._image_pe
+    sparse, dense = moe.base.prompt_encoder(pts, boxes, mask)
+    general, expert = moe.base.mask_decoder, moe.expert_at(1)
+
+    def run(decoder, threads=None):
+        if threads:  # the worker thread fixes its intra-op team size on its first call
+            torch.set_num_threads(threads)
+        with torch.inference_mode():
+            decoder(emb, pe, sparse, dense)
+
+    pool = ThreadPoolExecutor(1)
+    pool.submit(run, expert, 1).result()
+
+    def sequential():
+        torch.set_num_threads(2)
+        run(general), run(expert)
+
+    def concurrent():
+        torch.set_num_threads(1)
+        job = pool.submit(run, expert)
+        run(general)
+        job.result()
+
+    t = {"seq": [], "par": []}
+    for _ in range(3 + clicks):
+        t["seq"].append(_time(sequential, torch.device("cpu")))
+        t["par"].append(_time(concurrent, torch.device("cpu")))
+    torch.set_num_threads(2)
+    seq, par = (statistics.median(v[3:]) * 1e3 for v in t.values())
+    print(
+        f"general + expert decoder: one after the other on 2 threads {seq:.1f} ms | at once, "
+        f"two threads of 1: {par:.1f} ms (ratio {par / seq:.3f})"
+    )
 
 
 def _parts(predictor, points, labels):

@@ -31,6 +31,9 @@ def test_idle_machine_table_matches_the_results_files():
         *figures("moe_speed_cpu_quiet.txt", r"MoE\(1 expert\) / single decoder : ([\d.]+)"),
         *figures("moe_speed_cpu_quiet.txt", r"MoE\(15 experts\) / MoE\(1 expert\): ([\d.]+)"),
         *figures("moe_speed_cpu_quiet.txt", r"ratio whole MoE / plain\s+: ([\d.]+)"),
+        *figures("moe_speed_cpu_quiet.txt", r"gate ([\d.]+) ms \+ expert decoder ([\d.]+) ms"),
+        *figures("moe_speed_cpu_quiet.txt", r"needs <= ([\d.]+) ms"),
+        *figures("moe_speed_cpu_quiet.txt", r"cost nothing the ratio would be .* = ([\d.]+)"),
     ]
     missing = [q for q in quoted if q not in table]
     assert not missing, missing
