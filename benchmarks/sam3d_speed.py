@@ -110,6 +110,9 @@ def main() -> None:
     ap.add_argument("--clicks", type=int, default=20)
     ap.add_argument("--runtime", choices=["torch", "onnx"], default="torch")
     ap.add_argument("--checkpoint", help="(onnx) a checkpoint instead of random weights")
+    ap.add_argument(
+        "--onnx-spin", action="store_true", help="(onnx) let onnxruntime's threads spin"
+    )
     ap.add_argument("--crops", help="(onnx) folder of the demo's *_eval_*.npz crops (int8 Dice)")
     ap.add_argument("--worker", choices=["fast", "literal", "click"], help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -162,8 +165,11 @@ def _onnx_setup(args, folder: str):
     t0 = time.perf_counter()
     export_onnx(folder, model=model, quantize="int8")
     print(f"export (float32 + int8 encoder): {time.perf_counter() - t0:.1f} s")
-    rt32 = OnnxSam3D(folder, threads=args.threads)
-    rt8 = OnnxSam3D(folder, int8=True, threads=args.threads)
+    # Interleaved with torch in one process: onnxruntime's threads must not spin between calls
+    # (they would take the cores from torch's next call; torch's own idle threads, libgomp's,
+    # spin only briefly). `--onnx-spin` keeps onnxruntime's default to show the difference.
+    rt32 = OnnxSam3D(folder, threads=args.threads, spin=args.onnx_spin)
+    rt8 = OnnxSam3D(folder, int8=True, threads=args.threads, spin=args.onnx_spin)
     return model, vol, rt32, rt8
 
 
@@ -180,7 +186,8 @@ def compare_onnx(args) -> None:
     torch.set_num_threads(args.threads)
     print(
         f"load average at start: {os.getloadavg()[0]:.2f}; "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}"
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}; "
+        f"onnxruntime threads spin between calls: {'yes' if args.onnx_spin else 'no'}"
     )
     with tempfile.TemporaryDirectory() as folder, torch.inference_mode():
         model, vol, rt32, rt8 = _onnx_setup(args, folder)

@@ -37,3 +37,31 @@ def test_idle_machine_table_matches_the_results_files():
     ]
     missing = [q for q in quoted if q not in table]
     assert not missing, missing
+
+
+def test_onnx_paragraph_matches_its_results_file():
+    readme = (ROOT / "README.md").read_text()
+    text = readme.split("onnxruntime beside torch", 1)[1].split("## The demo", 1)[0]
+    runs = (RESULTS / "onnx_speed_cpu_quiet.txt").read_text().split("\n# Run ")
+    random_weights, trained, spinning = runs[1], runs[2], runs[3]
+
+    def grab(run: str, pattern: str) -> list[str]:
+        found = re.findall(pattern, run)
+        assert found, pattern
+        return list(found[0]) if isinstance(found[0], tuple) else [found[0]]
+
+    quoted = [
+        *grab(random_weights, r"encoder, torch\s+([\d.]+) s"),
+        *grab(random_weights, r"encoder, onnxruntime fp32\s+([\d.]+) s"),
+        *grab(random_weights, r"encoder, onnxruntime int8\s+([\d.]+) s"),
+        *grab(random_weights, r"decoder\), torch\s+([\d.]+) ms"),
+        *grab(random_weights, r"decoder\), onnx\s+([\d.]+) ms"),
+        *grab(random_weights, r"from torch: fp32 ([\d.e+-]+), int8 ([\d.e+-]+)"),
+        *grab(spinning, r"decoder\), torch\s+([\d.]+) ms"),
+        *grab(trained, r"Dice\(int8 mask, fp32 mask\): mean ([\d.]+), min ([\d.]+)"),
+        *grab(trained, r"voxels that differ: mean ([\d.e+-]+)"),
+        *grab(trained, r"positive\): mean ([\d.]+)"),
+    ]
+    assert "spin between calls: yes" in spinning and "spin between calls: no" in random_weights
+    missing = [q for q in quoted if q not in text]
+    assert not missing, missing

@@ -128,6 +128,22 @@ def test_int8_encoder_runs_and_stays_close(exported, embedding):
     assert 1e-6 < rel_diff(q, emb.numpy()) < 0.5
 
 
+def test_spin_option_reaches_the_sessions(exported, embedding):
+    """``spin=False`` sets onnxruntime's allow_spinning to 0 in the sessions it opens; the
+    default leaves onnxruntime's own (spinning on) and gives the same numbers."""
+    out, _ = exported
+    vol, emb = embedding
+    quiet, default = OnnxSam3D(out, spin=False), OnnxSam3D(out)
+    key = "session.intra_op.allow_spinning"
+    assert quiet._opts.get_session_config_entry(key) == "0"
+    assert default._opts.get_session_config_entry(key) == "1"
+    assert (
+        quiet.session("image_encoder.onnx").get_session_options().get_session_config_entry(key)
+        == "0"
+    )
+    assert rel_diff(quiet.embed(vol.numpy()), emb.numpy()) <= TOL
+
+
 def test_prompt_arrays_order_by_hand():
     a = prompt_arrays(points=[[1, 2, 3], [4, 5, 6]], labels=[1, 0], low_res=32)
     np.testing.assert_array_equal(a["point_labels"], [[1, 0, -1]])  # the padding token last

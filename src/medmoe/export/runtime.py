@@ -60,8 +60,18 @@ class OnnxSam3D:
     """onnxruntime sessions over an export folder (see :mod:`medmoe.export.exporter`)."""
 
     def __init__(
-        self, folder: str | os.PathLike, *, int8: bool = False, threads: int | None = None
+        self,
+        folder: str | os.PathLike,
+        *,
+        int8: bool = False,
+        threads: int | None = None,
+        spin: bool = True,
     ) -> None:
+        """``threads``: onnxruntime's intra-op threads (its default: one per core). ``spin``:
+        whether those threads spin between calls (onnxruntime's default, the lowest latency);
+        ``False`` in a process that also runs torch, whose calls would share the cores with
+        the spinning threads (``benchmarks/sam3d_speed.py --runtime onnx`` measured a torch
+        click 3x slower beside them)."""
         try:
             import onnxruntime as ort
         except ImportError:
@@ -77,6 +87,7 @@ class OnnxSam3D:
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         self._ort, self._opts, self._sessions = ort, opts, {}
         self.encoder_file = "image_encoder.int8.onnx" if int8 else "image_encoder.onnx"
         if self.encoder_file not in self.manifest["files"]:
