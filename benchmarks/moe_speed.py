@@ -113,7 +113,7 @@ def main() -> None:
         f"{med['expert']:.1f} ms = {med['gate'] + med['expert']:.1f} ms; a ratio <= 1.5 needs "
         f"<= {0.5 * med['single']:.1f} ms (half the single-decoder click)"
     )
-    rest = med["single"] - med["expert"]  # the plain click without its decoder
+    rest = med["single"] - med["expert"]  # the expert has the general decoder's architecture
     print(
         f"the plain click without its decoder: {rest:.1f} ms; with decoders that cost nothing "
         f"the ratio would be ({rest:.1f} + {med['gate']:.1f}) / {rest:.1f} = "
@@ -137,11 +137,8 @@ def _concurrency(predictor, points, labels, clicks: int) -> None:
     two cores have time to spare for the second decoder."""
     from concurrent.futures import ThreadPoolExecutor
 
-    moe = predictor.moe
-    pts, boxes, mask = predictor.prompt_tensors(points, labels)
-    emb, pe = predictor.features, predictor._image_pe
-    sparse, dense = moe.base.prompt_encoder(pts, boxes, mask)
-    general, expert = moe.base.mask_decoder, moe.expert_at(1)
+    emb, pe, sparse, dense = _decoder_inputs(predictor, points, labels)
+    general, expert = predictor.moe.base.mask_decoder, predictor.moe.expert_at(1)
 
     def run(decoder, threads=None):
         if threads:  # the worker thread fixes its intra-op team size on its first call
@@ -174,17 +171,22 @@ def _concurrency(predictor, points, labels, clicks: int) -> None:
     )
 
 
+def _decoder_inputs(predictor, points, labels):
+    """A decoder's inputs for this prompt on the predictor's embedding: emb, pe, sparse, dense."""
+    pts, boxes, mask = predictor.prompt_tensors(points, labels)
+    with torch.inference_mode():
+        sparse, dense = predictor.moe.base.prompt_encoder(pts, boxes, mask)
+    return predictor.features, predictor._image_pe, sparse, dense
+
+
 def _parts(predictor, points, labels):
     """The gate alone and the expert decoder alone, on the predictor's embedding and prompt."""
-    moe = predictor.moe
-    pts, boxes, mask = predictor.prompt_tensors(points, labels)
-    emb, pe = predictor.features, predictor._image_pe
-    sparse, dense = moe.base.prompt_encoder(pts, boxes, mask)
-    expert = moe.expert_at(1)
+    emb, pe, sparse, dense = _decoder_inputs(predictor, points, labels)
+    gate, expert = predictor.moe.gate, predictor.moe.expert_at(1)
 
     def gate_only():
         with torch.inference_mode():
-            moe.gate(emb, pe, sparse)
+            gate(emb, pe, sparse)
 
     def expert_only():
         with torch.inference_mode():

@@ -118,5 +118,4 @@ def few_keys_attention(
     weights = scores.view(b, -1, num_heads, n).softmax(dim=-1)  # (B, L, H, N)
     # Each head's values through its columns of the output projection: (B, H*N, C).
     value_out = torch.einsum("bnhd,chd->bhnc", values, p.wo.view(-1, num_heads, d))
-    out = torch.baddbmm(p.bo, weights.reshape(b, -1, num_heads * n), value_out.flatten(1, 2))
-    return out
+    return torch.baddbmm(p.bo, weights.reshape(b, -1, num_heads * n), value_out.flatten(1, 2))
