@@ -58,7 +58,7 @@ class DemoConfig:
     eval_crops_a: int = 1  # Subject A held-out crops per structure (augmentation seeds disjoint)
     eval_crops_b: int = 2  # Subject B crops per structure (jitter only; a real second brain)
     jitter_mm: float = 20.0  # crop centres move by up to this much per axis (train and eval)
-    pretrain_steps: int = 800
+    pretrain_steps: int = 1600  # chosen on Subject A validation: benchmarks/demo_pretrain_steps.py
     pretrain_lr: float = 1e-3
     pretrain_clicks: int = 3
     expert_epochs: int = 8

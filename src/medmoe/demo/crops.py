@@ -25,7 +25,9 @@ from medmoe.data.crop import resample, zscore_foreground
 from medmoe.data.prompts import voxel_to_world
 from medmoe.utils.files import atomic_write
 
-SPLIT_SEEDS = {"train": 1000, "eval": 2000}
+# "val": validation crops for choosing the pretraining length (benchmarks/demo_pretrain_steps.py),
+# never trained on and never in the report.
+SPLIT_SEEDS = {"train": 1000, "eval": 2000, "val": 3000}
 SUBJECT_SEEDS = {"A": 0, "B": 1}
 SIZE = 128
 MIN_VOXELS = 27
