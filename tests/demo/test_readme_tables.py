@@ -32,3 +32,22 @@ def test_missing_markers_are_an_input_error():
         synced("no markers", f"{README_START}x{README_END}")
     with pytest.raises(InputError, match="comes before"):
         block(f"{README_END}x{README_START}", source="x")
+
+
+def test_readme_narrative_quotes_the_pretraining_choice_and_the_run():
+    """The paragraphs above the block quote the choice's results file and the report."""
+    import json
+    import re
+
+    text = README.read_text().split("The settings were changed", 1)[1]
+    text = text.split("The block below is copied", 1)[0]
+    results = (README.parent / "benchmarks/results/demo_pretrain_steps_cpu.txt").read_text()
+    rows = {r["steps"]: r for r in map(json.loads, re.findall(r"^\{.*\}$", results, re.M))}
+    quoted = [
+        f"{rows[800]['train Dice']:.3f}",
+        f"{rows[800]['validation Dice']:.3f}",
+        f"{rows[1600]['validation Dice']:.3f}",
+    ]
+    wall = re.search(r"Total wall time (\d+) s", REPORT.read_text()).group(1)
+    assert all(q in text for q in quoted), quoted
+    assert f"**{wall} s in all**" in text
