@@ -94,6 +94,13 @@ def main() -> None:
         whole["moe"].append(_time(lambda: (moes[15].set_image(volume), click(moes[15])), device))
     wmed = {k: statistics.median(v) for k, v in whole.items()}
 
+    _print_results(med, wmed, args=args, device=device, load0=load0)
+    if device.type == "cpu" and args.threads == 2:
+        _concurrency(moes[1], points, labels, args.clicks)
+
+
+def _print_results(med: dict, wmed: dict, *, args, device, load0: float) -> None:
+    """The medians of the clicks (ms) and of the whole forwards (s), their ratios and verdicts."""
     print(
         f"1-min load average at start / end: {load0:.2f} / {os.getloadavg()[0]:.2f}; "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}"
@@ -123,8 +130,6 @@ def main() -> None:
         f"whole forward (encoder + 1 click) median: plain {wmed['plain']:.3f} s | MoE {wmed['moe']:.3f} s"
     )
     print(f"ratio whole MoE / plain              : {_verdict(wmed['moe'] / wmed['plain'], 1.1)}")
-    if device.type == "cpu" and args.threads == 2:
-        _concurrency(moes[1], points, labels, args.clicks)
 
 
 def _verdict(ratio: float, target: float) -> str:

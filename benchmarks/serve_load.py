@@ -148,6 +148,63 @@ def one_ml_client(url, scan, centre, calls, seed, out, errors, barrier=None) -> 
                 barrier.abort()
 
 
+def run_clients(args, url: str, scan: Path, centre) -> tuple[list, list, list, float]:
+    """One client alone, then ``--sessions`` at once: (alone, loaded, errors, wall seconds)."""
+    run_one = one_ml_client if args.monailabel else one_session
+    alone: list = []
+    errors: list = []
+    run_one(url, scan, centre, args.clicks, 999, alone, errors)
+    loaded: list = []
+    barrier = threading.Barrier(args.sessions)
+    threads = [
+        threading.Thread(
+            target=run_one, args=(url, scan, centre, args.clicks, s, loaded, errors, barrier)
+        )
+        for s in range(args.sessions)
+    ]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return alone, loaded, errors, time.perf_counter() - start
+
+
+def summary(
+    args, *, built: bool, shape, alone: list, loaded: list, errors: list, wall: float
+) -> dict:
+    """Latency percentiles of the loaded and the lone client, and what was measured."""
+    model_name = str(args.moe or args.checkpoint.name)
+    if built:
+        model_name = (
+            "MoE bundle built by this script: tiny SAM-Med3D, seeded random weights, 1 expert"
+        )
+    later = [dt for n, dt in loaded if n > 0]
+    first = [dt for n, dt in loaded if n == 0]
+    alone_later = [dt for n, dt in alone if n > 0]
+    result = {
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
+        "api": "MONAI Label (MONAILabelClient, deepgrow infer)" if args.monailabel else "viewer",
+        "model": model_name,
+        "scan": f"{args.scan.name if args.scan else 'synthetic'} {'x'.join(map(str, shape))}",
+        "sessions": args.sessions,
+        "clicks_per_session": args.clicks,
+        "clicks_done": len(loaded),
+        "errors": len(errors),
+        "wall_s": round(wall, 2),
+        "click_p50_ms": round(1000 * percentile(later, 50), 1),
+        "click_p95_ms": round(1000 * percentile(later, 95), 1),
+        "first_click_p50_ms": round(1000 * percentile(first, 50), 1),
+        "first_click_p95_ms": round(1000 * percentile(first, 95), 1),
+        "alone_click_p50_ms": round(1000 * percentile(alone_later, 50), 1),
+        "alone_first_click_ms": round(1000 * alone[0][1], 1) if alone else None,
+    }
+    result["ratio_loaded_over_alone_p50"] = round(
+        result["click_p50_ms"] / result["alone_click_p50_ms"], 2
+    )
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", type=int, default=20)
@@ -192,55 +249,13 @@ def main() -> None:
             shape = (160, 160, 160)
         proc, url = start_server(args, tmp)
         try:
-            run_one = one_ml_client if args.monailabel else one_session
-            alone, errors = [], []
-            run_one(url, scan, centre, args.clicks, 999, alone, errors)
-            loaded: list = []
-            barrier = threading.Barrier(args.sessions)
-            threads = [
-                threading.Thread(
-                    target=run_one,
-                    args=(url, scan, centre, args.clicks, s, loaded, errors, barrier),
-                )
-                for s in range(args.sessions)
-            ]
-            start = time.perf_counter()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            wall = time.perf_counter() - start
+            alone, loaded, errors, wall = run_clients(args, url, scan, centre)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
 
-    model_name = str(args.moe or args.checkpoint.name)
-    if built:
-        model_name = (
-            "MoE bundle built by this script: tiny SAM-Med3D, seeded random weights, 1 expert"
-        )
-    later = [dt for n, dt in loaded if n > 0]
-    first = [dt for n, dt in loaded if n == 0]
-    alone_later = [dt for n, dt in alone if n > 0]
-    result = {
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
-        "api": "MONAI Label (MONAILabelClient, deepgrow infer)" if args.monailabel else "viewer",
-        "model": model_name,
-        "scan": f"{args.scan.name if args.scan else 'synthetic'} {'x'.join(map(str, shape))}",
-        "sessions": args.sessions,
-        "clicks_per_session": args.clicks,
-        "clicks_done": len(loaded),
-        "errors": len(errors),
-        "wall_s": round(wall, 2),
-        "click_p50_ms": round(1000 * percentile(later, 50), 1),
-        "click_p95_ms": round(1000 * percentile(later, 95), 1),
-        "first_click_p50_ms": round(1000 * percentile(first, 50), 1),
-        "first_click_p95_ms": round(1000 * percentile(first, 95), 1),
-        "alone_click_p50_ms": round(1000 * percentile(alone_later, 50), 1),
-        "alone_first_click_ms": round(1000 * alone[0][1], 1) if alone else None,
-    }
-    result["ratio_loaded_over_alone_p50"] = round(
-        result["click_p50_ms"] / result["alone_click_p50_ms"], 2
+    result = summary(
+        args, built=built, shape=shape, alone=alone, loaded=loaded, errors=errors, wall=wall
     )
     print(json.dumps(result, indent=2))
     for e in errors[:5]:
