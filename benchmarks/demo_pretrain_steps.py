@@ -28,18 +28,23 @@ SAMPLE = {"0", "5", "10"}  # the pretraining crops (indices per structure) score
 
 
 def one_click_dice(model, crops) -> float:
-    from medmoe.eval.clicks import first_click
-    from medmoe.sam3d.upsample import upsampled_mask
+    """Mean Dice of one centre click per crop, through the trainers' validation measure."""
+    from medmoe.moe.validate import one_click_dice as per_crop
 
-    scores = []
-    for crop in crops:
-        point = np.asarray(first_click(crop.label, method="center").point, np.float32)
-        with torch.inference_mode():
-            emb = model.image_encoder(torch.from_numpy(crop.image)[None, None])
-            prompt = (torch.from_numpy(point)[None, None], torch.ones(1, 1, dtype=torch.long))
-            low, _ = model.decode(emb, points=prompt)
-        mask = upsampled_mask(low, model.config.img_size)[0, 0].numpy()
-        scores.append(2 * (mask & crop.label).sum() / (mask.sum() + crop.label.sum()))
+    with torch.inference_mode():
+        data = [
+            {
+                "embedding": model.image_encoder(torch.from_numpy(c.image)[None, None])[0],
+                "label": c.label,
+            }
+            for c in crops
+        ]
+    scores = per_crop(
+        lambda emb, pts, lab: model.decode(emb, points=(pts, lab))[0],
+        data,
+        size=model.config.img_size,
+        device=torch.device("cpu"),
+    )
     return float(np.mean(scores))
 
 
