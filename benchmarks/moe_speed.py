@@ -12,6 +12,10 @@ Timings of the compared sides are interleaved so that both see the same machine 
 are reported. Targets: MoE/single <= 1.5, 15/1 experts <= 1.05, whole MoE/plain <= 1.1.
 It also times the gate alone and the expert decoder alone: the MoE click is the plain click plus
 these two, so the 1.5 target needs them to cost at most half a plain click.
+On the CPU it also prints two lower bounds of the MoE/plain ratio for the paper's experts (full
+decoder copies) in float32: from the decoder's and the gate's matrix products replayed alone,
+and from this machine's hardware (the decoder's upscaling GEMMs plus one read of its other
+weights, one read of the gate's weights), with whether 1.5 is reachable here.
 On a GPU the MoE runs the general decoder and the expert as one stacked, batched call
 (``MoESam3D.stacked_pair``); on the CPU, where that measured slower, two calls.
 """
@@ -26,6 +30,7 @@ import time
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 
 def _sync(device):
@@ -97,6 +102,8 @@ def main() -> None:
     _print_results(med, wmed, args=args, device=device, load0=load0)
     if device.type == "cpu" and args.threads == 2:
         _concurrency(moes[1], points, labels, args.clicks)
+    if device.type == "cpu":
+        _floors(moes[1], points, labels, rest=med["single"] - med["expert"], repeats=args.clicks)
 
 
 def _print_results(med: dict, wmed: dict, *, args, device, load0: float) -> None:
@@ -174,6 +181,122 @@ def _concurrency(predictor, points, labels, clicks: int) -> None:
         f"general + expert decoder: one after the other on 2 threads {seq:.1f} ms | at once, "
         f"two threads of 1: {par:.1f} ms (ratio {par / seq:.3f})"
     )
+
+
+# The matrix products as they reach a dispatch mode under inference mode (``linear``, ``einsum``,
+# ``matmul`` and SDPA are not decomposed there, so they are caught whole).
+_MATRIX_OPS = {
+    getattr(torch.ops.aten, name).default
+    for name in (
+        "linear", "einsum", "matmul", "mm", "addmm", "bmm", "baddbmm", "convolution",
+        "scaled_dot_product_attention",
+    )
+}  # fmt: skip
+
+
+class _Recorder(TorchDispatchMode):
+    """Records one call's aten ops: the matrix products (to replay them alone) and the data
+    pointers of every tensor argument (to tell which weights the call reads)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.products: list[tuple] = []
+        self.pointers: set[int] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _MATRIX_OPS:
+            self.products.append((func, args, kwargs))
+        for a in (*args, *kwargs.values()):
+            if isinstance(a, torch.Tensor):
+                self.pointers.add(a.data_ptr())
+        return func(*args, **kwargs)
+
+
+def _record(fn) -> _Recorder:
+    with torch.inference_mode(), _Recorder() as rec:
+        fn()
+    return rec
+
+
+def _replay_ms(products: list[tuple], repeats: int) -> float:
+    """Median time of the recorded matrix products alone, back to back (warm caches)."""
+
+    def run():
+        with torch.inference_mode():
+            for func, args, kwargs in products:
+                func(*args, **kwargs)
+
+    return _median_ms(run, repeats)
+
+
+def _median_ms(fn, repeats: int) -> float:
+    for _ in range(3):
+        fn()
+    return statistics.median(_time(fn, torch.device("cpu")) for _ in range(repeats)) * 1e3
+
+
+def _weights_read(module: torch.nn.Module, rec: _Recorder, skip: str = "") -> list[torch.Tensor]:
+    """The parameters of ``module`` that the recorded call passed to an op (any op), except
+    those whose name starts with ``skip``."""
+    return [
+        p.detach()
+        for name, p in module.named_parameters()
+        if p.data_ptr() in rec.pointers and not (skip and name.startswith(skip))
+    ]
+
+
+def _upscaling_gemm_ms(config, repeats: int) -> tuple[float, float]:
+    """The decoder's two upscaling GEMMs at their shapes (from the config; each is followed by
+    a GELU and all 32^3 outputs feed the mask, so no click can skip them): (ms, GMAC)."""
+    n, c = config.grid_size, config.prompt_dim
+    shapes = [(n**3, c, 8 * (c // 4)), (8 * n**3, c // 4, 8 * (c // 8))]
+    mats = [(torch.randn(m, k), torch.randn(k, o), torch.randn(o)) for m, k, o in shapes]
+    ms = _median_ms(lambda: [torch.addmm(b, a, w) for a, w, b in mats], repeats)
+    return ms, sum(m * k * o for m, k, o in shapes) / 1e9
+
+
+def _floors(predictor, points, labels, *, rest: float, repeats: int) -> None:
+    """Lower bounds of the MoE/plain click ratio on this machine, for the paper's experts.
+
+    ratio = (R + G + 2D) / (R + D) rises with the gate G and, while G < R, with the decoder D,
+    so floors of G and D bound it from below (R, the rest of the plain click, is as measured).
+    Two pairs of floors: the matrix products of the decoder and the gate alone, replayed at
+    their shapes; and the hardware, where the decoder cannot beat its upscaling GEMMs plus one
+    read of the other weights it uses at this machine's read rate, nor the gate one read of its
+    weights.
+    """
+    emb, pe, sparse, dense = _decoder_inputs(predictor, points, labels)
+    expert, gate = predictor.moe.expert_at(1), predictor.moe.gate
+    dec = _record(lambda: expert(emb, pe, sparse, dense))
+    gat = _record(lambda: gate(emb, pe, sparse))
+    d_mm, g_mm = _replay_ms(dec.products, repeats), _replay_ms(gat.products, repeats)
+    up_ms, up_gmac = _upscaling_gemm_ms(predictor.moe.base.config, repeats)
+    weights = torch.cat([w.flatten() for w in _weights_read(expert, dec, "output_upscaling")])
+    gate_weights = torch.cat([w.flatten() for w in _weights_read(gate, gat)])
+    read_ms = _median_ms(weights.sum, repeats)
+    rate = weights.numel() * 4 / read_ms / 1e6  # GB/s
+    d_hw = up_ms + read_ms
+    g_hw = gate_weights.numel() * 4 / rate / 1e6
+    print(
+        f"floors: matrix products alone, replayed: decoder {d_mm:.2f} ms, gate {g_mm:.2f} ms: "
+        f"ratio >= {_bound(rest, g_mm, d_mm):.3f}"
+    )
+    print(
+        f"floors: hardware: upscaling GEMMs ({up_gmac:.3f} GMAC) {up_ms:.2f} ms + the decoder's "
+        f"other weights ({weights.numel() * 4 / 1e6:.1f} MB) read once at {rate:.1f} GB/s "
+        f"{read_ms:.2f} ms = decoder {d_hw:.2f} ms; gate weights "
+        f"({gate_weights.numel() * 4 / 1e6:.1f} MB) {g_hw:.2f} ms: ratio >= "
+        f"{_bound(rest, g_hw, d_hw):.3f} (1.5 reachable on this machine: "
+        f"{'yes' if _bound(rest, g_hw, d_hw) <= 1.5 else 'no'})"
+    )
+
+
+def _bound(rest: float, gate: float, decoder: float) -> float:
+    """The lowest (R + G + 2D') / (R + D') over every D' >= ``decoder``, with G = ``gate``."""
+    if gate >= rest:  # falling in D', towards 2
+        return 2.0
+    return (rest + gate + 2 * decoder) / (rest + decoder)
 
 
 def _decoder_inputs(predictor, points, labels):

@@ -34,9 +34,24 @@ def test_idle_machine_table_matches_the_results_files():
         *figures("moe_speed_cpu_quiet.txt", r"gate ([\d.]+) ms \+ expert decoder ([\d.]+) ms"),
         *figures("moe_speed_cpu_quiet.txt", r"needs <= ([\d.]+) ms"),
         *figures("moe_speed_cpu_quiet.txt", r"cost nothing the ratio would be .* = ([\d.]+)"),
+        *figures("moe_speed_cpu_quiet.txt", r"the plain click without its decoder: ([\d.]+) ms"),
+        *figures(
+            "moe_speed_cpu_quiet.txt", r"single decoder ([\d.]+) ms \| MoE, 1 expert ([\d.]+)"
+        ),
+        *figures("moe_speed_cpu_quiet.txt", r"one after the other on 2 threads ([\d.]+) ms"),
+        *figures("moe_speed_cpu_quiet.txt", r"two threads of 1: ([\d.]+) ms"),
+        *figures("moe_speed_cpu_quiet.txt", r"replayed: decoder ([\d.]+) ms, gate ([\d.]+) ms"),
+        *figures("moe_speed_cpu_quiet.txt", r"replayed: .* ratio >= ([\d.]+)"),
+        *figures("moe_speed_cpu_quiet.txt", r"upscaling GEMMs \(([\d.]+) GMAC\) ([\d.]+) ms"),
+        *figures("moe_speed_cpu_quiet.txt", r"other weights \(([\d.]+) MB\) read once at ([\d.]+)"),
+        *figures("moe_speed_cpu_quiet.txt", r"GB/s ([\d.]+) ms = decoder"),
+        *figures("moe_speed_cpu_quiet.txt", r"gate weights \(([\d.]+) MB\) ([\d.]+) ms"),
+        *figures("moe_speed_cpu_quiet.txt", r"hardware: .* ratio >= ([\d.]+)"),
     ]
     missing = [q for q in quoted if q not in table]
     assert not missing, missing
+    reachable = figures("moe_speed_cpu_quiet.txt", r"1.5 reachable on this machine: (\w+)")
+    assert reachable == ["no"] and "≤ 1.5: not reachable" in table
 
 
 def test_onnx_paragraph_matches_its_results_file():
