@@ -38,15 +38,18 @@ def test_idle_machine_table_matches_the_results_files():
         *figures(
             "moe_speed_cpu_quiet.txt", r"single decoder ([\d.]+) ms \| MoE, 1 expert ([\d.]+)"
         ),
+        *figures("moe_speed_cpu_quiet.txt", r"MoE, 15 experts ([\d.]+) ms"),
+        *figures("moe_speed_cpu_quiet.txt", r"median: plain ([\d.]+) s \| MoE ([\d.]+) s"),
         *figures("moe_speed_cpu_quiet.txt", r"one after the other on 2 threads ([\d.]+) ms"),
         *figures("moe_speed_cpu_quiet.txt", r"two threads of 1: ([\d.]+) ms"),
         *figures("moe_speed_cpu_quiet.txt", r"replayed: decoder ([\d.]+) ms, gate ([\d.]+) ms"),
         *figures("moe_speed_cpu_quiet.txt", r"replayed: .* ratio >= ([\d.]+)"),
-        *figures("moe_speed_cpu_quiet.txt", r"upscaling GEMMs \(([\d.]+) GMAC\) ([\d.]+) ms"),
-        *figures("moe_speed_cpu_quiet.txt", r"other weights \(([\d.]+) MB\) read once at ([\d.]+)"),
-        *figures("moe_speed_cpu_quiet.txt", r"GB/s ([\d.]+) ms = decoder"),
-        *figures("moe_speed_cpu_quiet.txt", r"gate weights \(([\d.]+) MB\) ([\d.]+) ms"),
-        *figures("moe_speed_cpu_quiet.txt", r"hardware: .* ratio >= ([\d.]+)"),
+        *figures("moe_speed_cpu_quiet.txt", r"best GEMM rate \((\d+) GFLOP/s\)"),
+        *figures(
+            "moe_speed_cpu_quiet.txt",
+            r"decoder ([\d.]+) GMAC ([\d.]+) ms, gate ([\d.]+) GMAC ([\d.]+) ms",
+        ),
+        *figures("moe_speed_cpu_quiet.txt", r"else free: ratio >= ([\d.]+)"),
     ]
     missing = [q for q in quoted if q not in table]
     assert not missing, missing
