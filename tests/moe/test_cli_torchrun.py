@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -55,59 +56,41 @@ def run_cli(*args, env=None, torchrun=False):
 
 def test_expert_moe_torchrun_resume_and_bundle_commands(setup, tmp_path, capsys):
     root = setup
-    r = run_cli(
-        "expert",
-        "train",
-        "--name",
-        "boxes",
-        "--dataset",
-        str(root / "ds"),
-        "--labels",
-        "box",
-        "--base",
-        str(root / "base.pth"),
-        "--out",
-        str(root / "expert"),
-        "--epochs",
-        "1",
-        "--clicks",
-        "1",
-    )
-    assert r.returncode == 0, r.stderr
-    assert (root / "expert" / "expert.json").is_file() and (
-        root / "expert" / "decoder.safetensors"
-    ).is_file()
+    _train_expert(root)
     common = [
-        "moe",
-        "train",
-        "--base",
-        str(root / "base.pth"),
-        "--expert",
-        str(root / "expert"),
-        "--dataset",
-        str(root / "ds"),
-        "--out",
-        str(root / "bundle"),
-        "--lr-gate",
-        "1e-3",
-        "--cache",
-        str(root / "cache"),
-    ]
-    # the paper's variant: the top-1 expert is finetuned with the gate. Each rank routes its own
-    # crops, so without an all-reduce of the experts' gradients the ranks' experts drift apart
-    r = run_cli(
-        *common,
-        "--epochs",
-        "2",
-        "--update-top1-expert",
-        "--lr-expert",
-        "1e-2",
-        env={"MEDMOE_DUMP_RANK_WEIGHTS": "1"},
-        torchrun=True,
-    )
+        "moe", "train", "--base", str(root / "base.pth"), "--expert", str(root / "expert"),
+        "--dataset", str(root / "ds"), "--out", str(root / "bundle"), "--lr-gate", "1e-3",
+        "--cache", str(root / "cache"), "--warmup-epochs", "1", "--balance-classes",
+        "--update-top1-expert", "--lr-expert", "1e-2",
+    ]  # fmt: skip
+    _train_moe_under_torchrun(root, common)
+    _resume_then_refuse_another_config(root, common)
+    _bundle_commands(root, tmp_path, capsys)
+
+
+def _ok(r) -> None:
     assert r.returncode == 0, [
         ln for ln in r.stderr.splitlines() if "rank1" in ln or "Error" in ln
     ][-12:]
+
+
+def _train_expert(root: Path) -> None:
+    r = run_cli(
+        "expert", "train", "--name", "boxes", "--dataset", str(root / "ds"), "--labels", "box",
+        "--base", str(root / "base.pth"), "--out", str(root / "expert"), "--epochs", "1",
+        "--clicks", "1",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert (root / "expert" / "expert.json").is_file()
+    assert (root / "expert" / "decoder.safetensors").is_file()
+
+
+def _train_moe_under_torchrun(root: Path, common: list[str]) -> None:
+    """The paper's variant: the top-1 expert is finetuned with the gate. Each rank routes its
+    own crops, so without an all-reduce of the experts' gradients the ranks' experts drift
+    apart. The gate's warm-up (one DDP call per step) runs first, on both ranks."""
+    r = run_cli(*common, "--epochs", "2", env={"MEDMOE_DUMP_RANK_WEIGHTS": "1"}, torchrun=True)
+    _ok(r)
     w0 = load_file(str(root / "bundle" / "gate_rank0.safetensors"))
     w1 = load_file(str(root / "bundle" / "gate_rank1.safetensors"))
     assert w0.keys() == w1.keys()
@@ -119,48 +102,32 @@ def test_expert_moe_torchrun_resume_and_bundle_commands(setup, tmp_path, capsys)
     assert moved, "the top-1 expert was not trained"
     ckpts = sorted(p.name for p in (root / "bundle" / "checkpoints").glob("*.pt"))
     assert ckpts == ["checkpoint_epoch0000.pt", "checkpoint_epoch0001.pt"]
-    # resume: one more epoch starting from the epoch-1 checkpoint, not from scratch
-    r = run_cli(
-        *common,
-        "--epochs",
-        "3",
-        "--update-top1-expert",
-        "--lr-expert",
-        "1e-2",
-        "--resume",
-        torchrun=True,
-    )
-    assert r.returncode == 0, [
-        ln for ln in r.stderr.splitlines() if "rank1" in ln or "Error" in ln
-    ][-12:]
+    warm = root / "bundle" / "warmup" / "checkpoints" / "checkpoint_epoch0000.pt"
+    assert warm.is_file() and "gate warm-up epoch 1/1" in r.stderr
+
+
+def _resume_then_refuse_another_config(root: Path, common: list[str]) -> None:
+    """One more epoch from the epoch-1 checkpoint, not from scratch (and no second warm-up);
+    resuming with another learning rate is refused in one line, before any training."""
+    r = run_cli(*common, "--epochs", "3", "--resume", torchrun=True)
+    _ok(r)
     assert "gate epoch 1/3" not in r.stderr and "gate epoch 3/3" in r.stderr
+    assert "gate warm-up epoch" not in r.stderr
     assert (root / "bundle" / "checkpoints" / "checkpoint_epoch0002.pt").is_file()
-    # resuming with another learning rate is refused in one line, before any training
     r = run_cli(*common, "--epochs", "4", "--lr-gate", "2e-3", "--resume")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "another configuration" in r.stderr and "lr_gate" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-    # bundle management and segmentation with the bundle
+
+
+def _bundle_commands(root: Path, tmp_path: Path, capsys) -> None:
+    """Bundle management and segmentation with the bundle."""
     assert main(["moe", "list", str(root / "bundle")]) == 0
     assert "expert 1: boxes" in capsys.readouterr().out
     out = tmp_path / "mask.nii.gz"
     image = root / "ds" / "imagesTr" / "c0_0000.nii.gz"
-    assert (
-        main(
-            [
-                "segment",
-                "--image",
-                str(image),
-                "--point",
-                "29,27,20",
-                "--moe",
-                str(root / "bundle"),
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    argv = ["segment", "--image", str(image), "--point", "29,27,20"]
+    assert main([*argv, "--moe", str(root / "bundle"), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "expert:" in printed and "s_top" in printed
     assert nib.load(out).shape == (40, 40, 40)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medmoe.cli.common import load_base_for_training, positive_float, positive_int, tau_value
+from medmoe.cli.common import (
+    load_base_for_training,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    tau_value,
+)
 from medmoe.utils.device import add_device_arg
 
 
@@ -38,6 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--tau", type=tau_value, help="fixed tau in [0, 1) (default: chosen on a validation split)"
     )
     t.add_argument("--weighting", choices=("s_top", "avg", "softmax"), default="s_top")
+    t.add_argument(
+        "--warmup-epochs", type=nonneg_int, default=0,
+        help="gate cross-entropy epochs on first prompts before the click loop (default 0: paper)",
+    )  # fmt: skip
+    t.add_argument(
+        "--balance-classes", action="store_true",
+        help="weigh the gate's cross-entropy by inverse task frequency",
+    )  # fmt: skip
     t.add_argument("--crops-per-target", type=positive_int, default=2)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", action="store_true")
@@ -100,6 +114,8 @@ def run_train(args: argparse.Namespace) -> int:
         tau=args.tau,
         weighting=args.weighting,
         seed=args.seed,
+        warmup_epochs=args.warmup_epochs,
+        balance_classes=args.balance_classes,
     )
     base, sha, cache = load_base_for_training(args)
     device = cache.device

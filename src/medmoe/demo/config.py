@@ -66,9 +66,14 @@ class DemoConfig:
     expert_clicks: int = 2
     expert_batch: int = 1  # crops per optimizer step: a group has only ~13 training crops
     gate_epochs: int = 3
-    gate_lr: float = 1e-3  # the paper's 1e-6 suits a long GPU run, not minutes on a CPU
+    gate_lr: float = 3e-4  # the paper's 1e-6 suits a long GPU run, not minutes on a CPU
     gate_batch: int = 2
     gate_clicks: int = 2  # >= 2: the gate also sees the negative clicks of later steps
+    # cross-entropy-only gate epochs on first prompts before the click loop (0: the paper's
+    # schedule) and class-balanced cross-entropy; these and gate_lr were chosen on Subject A
+    # validation crops by benchmarks/demo_gate_warmup.py
+    gate_warmup_epochs: int = 30
+    gate_balance: bool = True
     eval_clicks: int = 6  # the paper's 6 points
     taus: tuple[float, ...] = (0.3, 0.5, 0.7)  # Table 2's rows
     box_prob: float = 0.5
@@ -123,6 +128,7 @@ QUICK = DemoConfig(
     pretrain_steps=30,
     expert_epochs=1,
     gate_epochs=1,
+    gate_warmup_epochs=2,
     eval_clicks=2,
     bootstrap=200,
 )

@@ -173,6 +173,7 @@ def train_gate(cfg, out: Path, base, sha: str, cache, crops: TrainCrops, expert_
             config=MoETrainConfig(
                 epochs=cfg.gate_epochs, lr_gate=cfg.gate_lr, clicks=cfg.gate_clicks,
                 batch_size=cfg.gate_batch, box_prob=cfg.box_prob, seed=cfg.seed,
+                warmup_epochs=cfg.gate_warmup_epochs, balance_classes=cfg.gate_balance,
             ),
             resume=True, base_checkpoint=out / "general.pth", expert_dirs=expert_dirs,
             device=device,

@@ -31,6 +31,19 @@ def dice_ce_loss() -> torch.nn.Module:
     return DiceCELoss(sigmoid=True, squared_pred=False, smooth_nr=1e-5, smooth_dr=1e-5)
 
 
+def first_prompt(
+    gt: np.ndarray, *, rng: np.random.Generator, box_prob: float, device: torch.device | str
+) -> tuple[list[np.ndarray], list[int], Tensor | None]:
+    """A session's first prompt from the ground truth: its box ``(1, 6)`` with probability
+    ``box_prob`` (and no points), else one positive click at a uniform random voxel of it.
+    Returns ``(points, labels, box)``; the lists grow as the session adds clicks."""
+    if rng.random() < box_prob:
+        box = torch.as_tensor(box_from_mask(gt), dtype=torch.float32, device=device).unsqueeze(0)
+        return [], [], box
+    c = first_click(gt, method="random", rng=rng)
+    return [c.point], [c.label], None
+
+
 def interactive_loss(
     decode: Decode,
     label: np.ndarray,
@@ -50,18 +63,7 @@ def interactive_loss(
     loss_fn = loss_fn or dice_ce_loss()
     gt = np.asarray(label, dtype=bool)
     target = torch.from_numpy(gt.astype(np.float32)).to(device).reshape(1, 1, *gt.shape)
-    use_box = rng.random() < box_prob
-    box = (
-        torch.as_tensor(box_from_mask(gt), dtype=torch.float32, device=device).unsqueeze(0)
-        if use_box
-        else None
-    )
-    points: list[np.ndarray] = []
-    labels: list[int] = []
-    if not use_box:
-        c = first_click(gt, method="random", rng=rng)
-        points.append(c.point)
-        labels.append(c.label)
+    points, labels, box = first_prompt(gt, rng=rng, box_prob=box_prob, device=device)
     low = None
     total: Tensor | None = None
     mask = np.zeros_like(gt)

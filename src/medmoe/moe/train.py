@@ -18,7 +18,6 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medmoe.data.training import CropDataset, LabelStore, build_crop_dataset
@@ -29,6 +28,7 @@ from medmoe.moe.interactive import dice_ce_loss, interactive_loss
 from medmoe.moe.model import MoESam3D
 from medmoe.moe.selector import DEFAULT_TAU
 from medmoe.moe.validate import choose_tau, one_click_dice, routing_accuracy
+from medmoe.moe.warmup import GateWarmupStep, class_weights, weighted_ce
 from medmoe.sam3d import MaskDecoder3D, Sam3D
 from medmoe.train import distributed as dist_utils
 from medmoe.train.engine import LoopConfig, StepContext, fit, identity_collate
@@ -68,11 +68,17 @@ class MoETrainConfig:
     tau_grid: tuple[float, ...] = TAU_GRID
     weighting: str = "s_top"
     gate: dict = field(default_factory=dict)  # GateConfig overrides (num_heads, mlp_dim, ...)
+    # Epochs of gate cross-entropy on first prompts alone, before the click loop (0: none, the
+    # paper's schedule; medmoe.moe.warmup). Same learning rate and batch size.
+    warmup_epochs: int = 0
+    balance_classes: bool = False  # weigh the gate's cross-entropy by inverse class frequency
 
     def __post_init__(self) -> None:
         _check_common(self)
         if self.tau is not None and not 0.0 <= self.tau < 1.0:
             raise InputError(f"tau must be in [0, 1), got {self.tau}")
+        if self.warmup_epochs < 0:
+            raise InputError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
 
 
 def _check_common(cfg) -> None:
@@ -156,11 +162,14 @@ class GateStep(ClickStep):
     interactive loss plus ``ce_weight`` times the gate's cross-entropy against the crop's
     task, on the gate's logits."""
 
-    def __init__(self, *, moe: MoESam3D, config: MoETrainConfig) -> None:
+    def __init__(
+        self, *, moe: MoESam3D, config: MoETrainConfig, weights: Tensor | None = None
+    ) -> None:
         super().__init__(base=moe.base, clicks=config.clicks, box_prob=config.box_prob)
         self.moe = moe
         self.ce_weight = config.ce_weight
         self.tau = config.tau if config.tau is not None else DEFAULT_TAU
+        self.weights = weights  # per gate class (medmoe.moe.warmup.class_weights), or None
 
     def decoder_for(self, emb, item, ctx):
         pe = self.base.prompt_encoder.get_dense_pe()
@@ -171,7 +180,7 @@ class GateStep(ClickStep):
                 emb, points=(pts, lab) if pts is not None else None, boxes=box,
                 mask_input=mask_input, image_pe=pe, tau=self.tau, gate=self.wrapped,
             )  # fmt: skip
-            ce = F.cross_entropy(out.gate_logits.float(), target)
+            ce = weighted_ce(out.gate_logits, target, self.weights)
             return out.low_res_logits, self.ce_weight * ce
 
         return decode
@@ -317,6 +326,28 @@ def _validate_moe(moe: MoESam3D, val: CropDataset, config: MoETrainConfig, devic
     return report
 
 
+def _warm_up_gate(moe: MoESam3D, train: CropDataset, config, weights, run: RunOptions) -> None:
+    """``config.warmup_epochs`` of the gate's cross-entropy alone (:mod:`medmoe.moe.warmup`),
+    on the shared engine: one gate call per step, so plain DDP under torchrun."""
+    fit(
+        model=moe.gate,
+        param_groups=[{"params": list(moe.gate.parameters()), "lr": config.lr_gate}],
+        step=GateWarmupStep(moe=moe, box_prob=config.box_prob, weights=weights),
+        dataset=train,
+        loop=LoopConfig(
+            epochs=config.warmup_epochs, batch_size=config.batch_size, seed=config.seed
+        ),
+        run_dir=run.out_dir / "checkpoints",
+        config=asdict(config),
+        device=run.device,
+        collate=identity_collate,
+        weight_decay=config.weight_decay,
+        resume=run.resume,
+        progress=run.progress,
+        desc=run.desc,
+    )
+
+
 def train_moe(
     *,
     base: Sam3D,
@@ -341,11 +372,18 @@ def train_moe(
     moe.to(ctx.device)
     trainable = nn.ModuleDict({"gate": moe.gate, "experts": moe.experts})
     train, val = split(data, config.val_fraction, config.seed)
+    weights = None
+    if config.balance_classes:
+        weights = class_weights([r.task for r in train.records], len(experts) + 1)
     moe.train()
+    if config.warmup_epochs:
+        _warm_up_gate(moe, train, config, weights, RunOptions(
+            out_dir / "warmup", ctx.device, resume, progress, "gate warm-up"
+        ))  # fmt: skip
     fit_clicks(
         model=trainable,
         param_groups=_moe_param_groups(moe, config),
-        step=GateStep(moe=moe, config=config),
+        step=GateStep(moe=moe, config=config, weights=weights),
         called=moe.gate,
         data=train,
         config=config,
