@@ -39,6 +39,8 @@ def test_readme_narrative_quotes_the_pretraining_choice_and_the_run():
     import json
     import re
 
+    from medmoe.demo.config import FULL
+
     text = README.read_text().split("The settings were changed", 1)[1]
     text = text.split("The block below is copied", 1)[0]
     results = (README.parent / "benchmarks/results/demo_pretrain_steps_cpu.txt").read_text()
@@ -48,6 +50,16 @@ def test_readme_narrative_quotes_the_pretraining_choice_and_the_run():
         f"{rows[800]['validation Dice']:.3f}",
         f"{rows[1600]['validation Dice']:.3f}",
     ]
+    gate = (README.parent / "benchmarks/results/demo_gate_warmup_cpu.txt").read_text()
+    gates = {r["setting"]: r for r in map(json.loads, re.findall(r"^\{.*\}$", gate, re.M))}
+    paper, chosen = (
+        gates["paper schedule (click loop only)"],
+        max(gates.values(), key=lambda r: r["tau objective"]),
+    )
+    assert chosen["fields"] == {"gate_warmup_epochs": 30, "gate_balance": True, "gate_lr": 0.0003}
+    assert all(getattr(FULL, k) == v for k, v in chosen["fields"].items())  # the demo uses it
+    for row in (paper, chosen):
+        quoted += [f"{row['tau objective']:.3f}", f"{row['routing, balanced']:.3f}"]
     wall = re.search(r"Total wall time (\d+) s", REPORT.read_text()).group(1)
     assert all(q in text for q in quoted), quoted
     assert f"**{wall} s in all**" in text

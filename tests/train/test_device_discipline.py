@@ -70,3 +70,30 @@ def test_training_click_loss_builds_its_prompts_and_target_on_the_device(base):
                 box_prob=box_prob, device=META,
             )  # fmt: skip
         assert seen["prompt"].device == META
+
+
+def test_gate_warmup_step_builds_its_batch_on_the_gates_device(base):
+    """The warm-up stacks CPU embeddings, draws point or box prompts and its targets: all of
+    it must reach the gate's device (the loss comes back there)."""
+    from medmoe.moe import Gate, GateConfig, MoESam3D
+    from medmoe.moe.warmup import GateWarmupStep
+    from medmoe.train.distributed import DistContext
+    from medmoe.train.engine import StepContext
+
+    gate = Gate(config=GateConfig(embed_dim=base.config.prompt_dim, num_experts=1)).to(META)
+    moe = MoESam3D(base=base, experts={"e": base.mask_decoder}, gate=gate)
+    step = GateWarmupStep(moe=moe, box_prob=0.5, weights=torch.tensor([0.75, 1.5]))
+    step.wrapped = gate
+    ctx = StepContext(
+        epoch=0, step=0, device=META, rng=np.random.default_rng(0),
+        dist=DistContext(rank=0, world_size=1, local_rank=0, device=META),
+    )  # fmt: skip
+    items = [
+        {
+            "embedding": torch.zeros(base.config.prompt_dim, 8, 8, 8),
+            "label": cube_label(),
+            "task": t,
+        }
+        for t in (0, 1, 0, 1)
+    ]
+    assert step(items, ctx).device == META
