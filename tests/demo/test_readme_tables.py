@@ -60,6 +60,10 @@ def test_readme_narrative_quotes_the_pretraining_choice_and_the_run():
     assert all(getattr(FULL, k) == v for k, v in chosen["fields"].items())  # the demo uses it
     for row in (paper, chosen):
         quoted += [f"{row['tau objective']:.3f}", f"{row['routing, balanced']:.3f}"]
+    moe_b = re.search(
+        r"^\| MoE \| [^|]+ \| ([\d.]+) / [^|]+ \| [^|]+ \| ([\d.]+) /", REPORT.read_text(), re.M
+    )
+    quoted += list(moe_b.groups())  # Subject B, finetuned groups: points, box
     wall = re.search(r"Total wall time (\d+) s", REPORT.read_text()).group(1)
     assert all(q in text for q in quoted), quoted
     assert f"**{wall} s in all**" in text

@@ -9,6 +9,7 @@ checks that both hold the same text.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -74,11 +75,12 @@ def gate_schedule(cfg: DemoConfig) -> list[str]:
     if not parts:
         return []
     text = "; ".join(parts)
-    return [
+    bullet = (
         f"- **Gate schedule.** {text[0].upper()}{text[1:]}. The paper trains the gate with "
         "the click loop alone and plain cross-entropy. Chosen on Subject A's validation crops "
         "(`benchmarks/demo_gate_warmup.py`, results in `benchmarks/results/`)."
-    ]
+    )
+    return [textwrap.fill(bullet, width=96, subsequent_indent="  ", break_on_hyphens=False)]
 
 
 def _total(d: dict[str, float]) -> float:
