@@ -4,7 +4,8 @@ Usage: ``python benchmarks/demo_gate_warmup.py --run DIR [--out runs/demo-gate]`
 
 ``DIR`` is a finished ``medmoe demo`` run: its general model, experts, crops and embedding
 cache are reused, so only the gate is trained, once per setting, through the demo's own
-``train_gate`` (the full config with the setting's fields replaced). Each gate is scored on the
+``train_gate`` (the full config with the gate settings it had before this choice, ``BEFORE``,
+and then the setting's fields replaced). Each gate is scored on the
 validation split that the demo's τ choice uses (20 % of the Subject A training crops):
 - the τ objective (the mean of the original- and new-task one-click Dice at the chosen τ);
 - routing accuracy (gate argmax = the crop's group), per group and balanced.
@@ -25,6 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# The gate settings the demo had before this choice (the paper's schedule, the CPU's learning
+# rate); each setting below changes some of them.
+BEFORE = {"gate_warmup_epochs": 0, "gate_balance": False, "gate_lr": 1e-3}
 SETTINGS = {
     "paper schedule (click loop only)": {},
     "balanced cross-entropy": {"gate_balance": True},
@@ -74,7 +78,7 @@ def main() -> None:
     )
     rows = []
     for name in args.settings:
-        setting = dataclasses.replace(cfg, **SETTINGS[name])
+        setting = dataclasses.replace(cfg, **{**BEFORE, **SETTINGS[name]})
         out = args.out / name.replace(" ", "_").replace(",", "")
         out.mkdir(parents=True, exist_ok=True)
         if not (out / "general.pth").exists():
