@@ -16,7 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 RESULTS = Path(__file__).parent / "results"
@@ -24,17 +23,10 @@ RESULTS = Path(__file__).parent / "results"
 
 def make_dataset(root: Path) -> Path:
     from medmoe.data import write_nnunet_dataset
+    from medmoe.data.synthetic import BALL_AND_BOX_LABELS, ball_and_box_cases
 
-    rng = np.random.default_rng(0)
-    cases = {}
-    for c in range(4):
-        lab = np.zeros((48, 48, 48), np.uint8)
-        g = np.indices(lab.shape).transpose(1, 2, 3, 0)
-        lab[np.linalg.norm(g - [14, 14, 24], axis=-1) <= 7] = 1
-        lab[28:40, 26:38, 18:30] = 2
-        img = rng.normal(10, 1, lab.shape) + 20 * (lab == 1) - 5 * (lab == 2)
-        cases[f"c{c}"] = (img.astype(np.float32), lab, np.diag([1.5, 1.5, 1.5, 1.0]))
-    write_nnunet_dataset(root / "ds", cases, {"ball": 1, "box": 2})
+    cases = ball_and_box_cases(cases=4, size=48)
+    write_nnunet_dataset(root / "ds", cases, BALL_AND_BOX_LABELS)
     return root / "ds"
 
 
@@ -78,7 +70,8 @@ def main() -> int:
               lines)  # fmt: skip
         stage("gate epoch", ["moe", "train", *base, "--expert", str(root / "expert"),
               "--dataset", str(ds), "--out", str(root / "bundle"), "--epochs", "1",
-              "--lr-gate", "1e-3", "--update-top1-expert", *dev], lines)  # fmt: skip
+              "--lr-gate", "1e-3", "--update-top1-expert", "--warmup-epochs", "1",
+              "--balance-classes", *dev], lines)  # fmt: skip
         stage("fundus epoch", ["fundus", "train", "--data", "synthetic", "--out",
               str(root / "fundus"), "--epochs", "1", "--size", "128,128", *dev], lines)  # fmt: skip
         image = ds / "imagesTr" / "c0_0000.nii.gz"

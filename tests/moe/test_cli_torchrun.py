@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import nibabel as nib
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from medmoe.cli.main import main
 from medmoe.data import write_nnunet_dataset
+from medmoe.data.synthetic import BALL_AND_BOX_LABELS, ball_and_box_cases
 from medmoe.sam3d import build_sam3d, save_sam3d_checkpoint
 
 
@@ -24,16 +24,8 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("moe_cli")
     torch.manual_seed(0)
     save_sam3d_checkpoint(build_sam3d("tiny"), root / "base.pth")
-    rng = np.random.default_rng(0)
-    cases = {}
-    for c in range(3):
-        lab = np.zeros((40, 40, 40), np.uint8)
-        g = np.indices(lab.shape).transpose(1, 2, 3, 0)
-        lab[np.linalg.norm(g - [12, 12, 20], axis=-1) <= 6] = 1
-        lab[24:34, 22:32, 15:25] = 2
-        img = rng.normal(10, 1, lab.shape) + 20 * (lab == 1) - 5 * (lab == 2)
-        cases[f"c{c}"] = (img.astype(np.float32), lab, np.diag([1.5, 1.5, 1.5, 1.0]))
-    write_nnunet_dataset(root / "ds", cases, {"ball": 1, "box": 2})
+    cases = ball_and_box_cases(cases=3, size=40)
+    write_nnunet_dataset(root / "ds", cases, BALL_AND_BOX_LABELS)
     return root
 
 
