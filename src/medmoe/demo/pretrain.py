@@ -90,5 +90,6 @@ def pretrain_general(
             weight_decay=1e-4,
             resume=resume and run_dir is not None,
             desc="pretrain general (tiny)",
+            keep_checkpoints=1,  # only a resume reads them
         )
     return model.eval(), [h["loss"] for h in history]

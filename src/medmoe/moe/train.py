@@ -345,6 +345,7 @@ def _warm_up_gate(moe: MoESam3D, train: CropDataset, config, weights, run: RunOp
         resume=run.resume,
         progress=run.progress,
         desc=run.desc,
+        keep_checkpoints=1,  # only resume reads them
     )
 
 

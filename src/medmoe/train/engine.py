@@ -219,6 +219,7 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     desc: str = "train",
+    keep_checkpoints: int | None = None,
 ) -> list[dict]:
     """Train ``model`` (every trainable parameter lives in it; it is what checkpoints hold).
 
@@ -230,6 +231,7 @@ def fit(
     ``batches(epoch, ctx)``: a custom batch sampler (lists of dataset indices for this rank),
     instead of the default shuffled ``DistributedSampler``. ``extra_state``: objects with
     ``state_dict``/``load_state_dict`` checkpointed alongside (e.g. a gradient balancer).
+    ``keep_checkpoints``: how many of the latest epoch checkpoints stay on disk (``None``: all).
     Returns the per-epoch history ``[{"epoch", "loss", "lr"}]``.
     """
     if sync not in ("ddp", "allreduce"):
@@ -269,6 +271,8 @@ def fit(
             _save_epoch(
                 run_dir, modules, epoch, (epoch + 1) * steps_per_epoch, full_config, history
             )
+            if keep_checkpoints:
+                _prune_checkpoints(run_dir, keep_checkpoints)
         dist_utils.barrier(ctx)
     model.eval()
     return history
@@ -289,6 +293,12 @@ def _save_epoch(run_dir: Path, modules: dict, epoch: int, step: int, config: dic
             **{k: v.state_dict() for k, v in modules["extra"].items()},
         },
     )
+
+
+def _prune_checkpoints(run_dir: Path, keep: int) -> None:
+    """Delete all but the ``keep`` latest epoch checkpoints (after the newest is written)."""
+    for path in sorted(run_dir.glob("checkpoint_epoch*.pt"))[:-keep]:
+        path.unlink(missing_ok=True)
 
 
 def _steps_per_epoch(dataset, loop: LoopConfig, ctx, batches) -> int:
