@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from medmoe.demo.crops import Crop
 from medmoe.eval.clicks import box_from_mask, first_click, next_click
 from medmoe.eval.metrics import nsd
+from medmoe.moe.interactive import point_prompt
 from medmoe.moe.model import MoESam3D
 from medmoe.moe.selector import select_masks
 from medmoe.sam3d.upsample import upsampled_mask
@@ -183,13 +184,6 @@ class Trajectory(NamedTuple):
     expert: tuple[int, int]  # the expert fused in at the first and at the last step (0: none)
 
 
-def _tensors(points: list, labels: list, device: torch.device):
-    if not points:
-        return None
-    pts = torch.as_tensor(np.stack(points), dtype=torch.float32, device=device)[None]
-    return pts, torch.as_tensor(labels, dtype=torch.long, device=device)[None]
-
-
 @torch.inference_mode()
 def click_loop(
     decode: Decode,
@@ -221,7 +215,7 @@ def click_loop(
                 break
             points.append(click.point)
             labels.append(click.label)
-        out = decode(_tensors(points, labels, device), boxes, low)
+        out = decode(point_prompt(points, labels, device), boxes, low)
         low = out.low
         mask = upsampled_mask(low, size)[0, 0].cpu().numpy()  # = trilinear upsampling > 0
         steps.append(out)

@@ -44,6 +44,17 @@ def first_prompt(
     return [c.point], [c.label], None
 
 
+def point_prompt(
+    points: list[np.ndarray], labels: list[int], device: torch.device | str
+) -> tuple[Tensor, Tensor] | None:
+    """The click lists as ``((1, N, 3) float32, (1, N) long)`` prompt tensors on ``device``
+    (``None`` without clicks)."""
+    if not points:
+        return None
+    pts = torch.as_tensor(np.stack(points), dtype=torch.float32, device=device).unsqueeze(0)
+    return pts, torch.as_tensor(labels, dtype=torch.long, device=device).unsqueeze(0)
+
+
 def interactive_loss(
     decode: Decode,
     label: np.ndarray,
@@ -73,10 +84,7 @@ def interactive_loss(
             if c is not None:
                 points.append(c.point)
                 labels.append(c.label)
-        pts = lab = None
-        if points:
-            pts = torch.as_tensor(np.stack(points), dtype=torch.float32, device=device).unsqueeze(0)
-            lab = torch.as_tensor(labels, dtype=torch.long, device=device).unsqueeze(0)
+        pts, lab = point_prompt(points, labels, device) or (None, None)
         low = decode(pts, lab, box, None if low is None else low.detach())
         extra = 0.0
         if isinstance(low, tuple):

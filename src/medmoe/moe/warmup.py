@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from medmoe.moe.interactive import first_prompt
+from medmoe.moe.interactive import first_prompt, point_prompt
 from medmoe.moe.model import MoESam3D
 from medmoe.train.engine import StepContext
 
@@ -66,12 +66,7 @@ class GateWarmupStep:
                 points, labels, box = first_prompt(
                     gt, rng=ctx.rng, box_prob=self.box_prob, device=ctx.device
                 )
-                prompt = None
-                if points:
-                    pts = torch.as_tensor(np.stack(points), dtype=torch.float32).unsqueeze(0)
-                    lab = torch.as_tensor(labels, dtype=torch.long).unsqueeze(0)
-                    prompt = (pts.to(ctx.device), lab.to(ctx.device))
-                tokens.append(pe(prompt, box, None)[0])
+                tokens.append(pe(point_prompt(points, labels, ctx.device), box, None)[0])
         emb = torch.stack([item["embedding"] for item in batch]).to(ctx.device)
         target = torch.as_tensor([item["task"] for item in batch], device=ctx.device)
         logits = self.wrapped(emb, pe.get_dense_pe(), torch.cat(tokens), return_logits=True)

@@ -118,7 +118,12 @@ def checkpoint_path(run_dir: str | os.PathLike, epoch: int) -> Path:
     return Path(run_dir) / CHECKPOINT_PATTERN.format(epoch=epoch)
 
 
+def epoch_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """The epoch checkpoints in ``run_dir``, oldest first (temporary files are ignored)."""
+    return sorted(Path(run_dir).glob("checkpoint_epoch*.pt")) if Path(run_dir).is_dir() else []
+
+
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
-    """The checkpoint of the highest epoch in ``run_dir`` (temporary files are ignored)."""
-    found = sorted(Path(run_dir).glob("checkpoint_epoch*.pt")) if Path(run_dir).is_dir() else []
+    """The checkpoint of the highest epoch in ``run_dir``."""
+    found = epoch_checkpoints(run_dir)
     return found[-1] if found else None

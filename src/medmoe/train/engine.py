@@ -36,6 +36,7 @@ from medmoe.train import distributed as dist_utils
 from medmoe.train.amp import autocast
 from medmoe.train.checkpoint import (
     checkpoint_path,
+    epoch_checkpoints,
     latest_checkpoint,
     load_training_state,
     save_training_state,
@@ -297,7 +298,7 @@ def _save_epoch(run_dir: Path, modules: dict, epoch: int, step: int, config: dic
 
 def _prune_checkpoints(run_dir: Path, keep: int) -> None:
     """Delete all but the ``keep`` latest epoch checkpoints (after the newest is written)."""
-    for path in sorted(run_dir.glob("checkpoint_epoch*.pt"))[:-keep]:
+    for path in epoch_checkpoints(run_dir)[:-keep]:
         path.unlink(missing_ok=True)
 
 
