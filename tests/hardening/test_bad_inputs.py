@@ -407,7 +407,7 @@ def test_bad_images_uploaded_to_the_server(kind, tmp_path, ckpt):
     path = make_bad(kind, tmp_path)
     data = tmp_path / "data"
     app = create_app(predictor=Sam3DPredictor(load_sam3d(ckpt)), config=ServeConfig(data_dir=data))
-    with TestClient(app) as http:
+    with TestClient(app, base_url="http://127.0.0.1") as http:
         r = http.post(
             "/api/sessions", params={"filename": "scan.nii.gz"}, content=path.read_bytes()
         )
@@ -446,7 +446,7 @@ def test_bad_images_uploaded_to_the_monailabel_datastore(kind, tmp_path, ckpt):
     path = make_bad(kind, tmp_path)
     data = tmp_path / "data"
     app = create_app(predictor=Sam3DPredictor(load_sam3d(ckpt)), config=ServeConfig(data_dir=data))
-    with TestClient(app) as http:
+    with TestClient(app, base_url="http://127.0.0.1") as http:
         files = {"file": ("/home/me/scan.nii.gz", path.read_bytes())}
         r = http.put("/datastore/?image=case", files=files, data={"params": "{}"})
         assert 400 <= r.status_code < 500, r.text

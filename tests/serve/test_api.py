@@ -20,7 +20,7 @@ from medmoe.serve.client import MedmoeClient, ServerError, region_mask
 @pytest.fixture
 def server(tmp_path, tiny_predictor):
     app = create_app(predictor=tiny_predictor, config=ServeConfig(data_dir=tmp_path / "data"))
-    with TestClient(app) as http:
+    with TestClient(app, base_url="http://127.0.0.1") as http:
         yield MedmoeClient(http=http), http, app, tmp_path / "data"
 
 
@@ -110,7 +110,7 @@ def test_moe_reports_expert_and_s_top(tmp_path, scan_path):
     for tau, expected in ((0.0, "liver"), (1.0, "general")):  # s_top > 0 always, never > 1
         moe = MoESam3D(base=base, experts={"liver": expert}, gate=gate, tau=tau)
         app = create_app(predictor=MoEPredictor(moe), config=ServeConfig(data_dir=tmp_path / "d"))
-        with TestClient(app) as http:
+        with TestClient(app, base_url="http://127.0.0.1") as http:
             client = MedmoeClient(http=http)
             assert client.info()["experts"] == ["liver"]
             u = client.click(client.upload(scan_path), [30, 20, 25])
@@ -127,7 +127,7 @@ def test_sessions_expire_and_their_files_go(tmp_path, tiny_predictor, scan_path)
     )
     store = app.state.store
     store.clock = lambda: now[0]
-    with TestClient(app) as http:
+    with TestClient(app, base_url="http://127.0.0.1") as http:
         client = MedmoeClient(http=http)
         sid = client.upload(scan_path)
         assert (store.root / sid / "upload.nii.gz").is_file()
@@ -183,7 +183,7 @@ def test_bad_uploads(tmp_path, tiny_predictor, scan_path, case, status, message)
     }
     del flat
     body, name = bodies[case]
-    with TestClient(app) as http:
+    with TestClient(app, base_url="http://127.0.0.1") as http:
         r = _post(http, body, name)
         assert r.status_code == status, r.text
         detail = r.json()["detail"]

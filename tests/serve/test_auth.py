@@ -22,7 +22,7 @@ from medmoe.serve.auth import (
     verify_password,
 )
 
-TOKEN = "server-token-for-the-tests-0123"
+TOKEN = "server-token-for-the-tests-0123456789"  # at least MIN_TOKEN_CHARS (32)
 PASSWORD = "correct horse battery"
 TTL = 600.0
 
@@ -148,7 +148,7 @@ def test_bad_users_files(tmp_path, text, message):
         (["--users", "users.txt"], "--users needs --auth"),
         (["--auth", "--users", "missing.txt"], "no such file"),
         (["--token-ttl", "0"], "--token-ttl must be positive"),
-        (["--auth", "SHORT_TOKEN"], "at least 16 characters"),
+        (["--auth", "SHORT_TOKEN"], "at least 32 characters"),
     ],
 )
 def test_serve_refuses_in_one_line(argv, message, tmp_path, capsys, monkeypatch):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 
 import nibabel as nib
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 import torch
 from tests.serve.conftest import SHAPE, start_server
 
-TOKEN = "browser-test-token-0123456789"
+TOKEN = "browser-test-token-0123456789-abcdefghij"
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -83,6 +84,17 @@ def page(live_server):
         browser.close()
 
 
+def wait_for(page, expression: str, timeout: int = 10_000) -> None:
+    """Poll ``expression`` in the page until it is true. Playwright's ``wait_for_function``
+    evaluates its predicate with ``eval``, which the server's Content-Security-Policy forbids
+    (as it should); ``page.evaluate`` goes through the debugger and is not subject to it, so
+    the page runs under its real CSP here."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        time.sleep(0.05)
+
+
 def click_pixel(page, canvas: str, x: int, y: int, *, width: int, height: int, **kw):
     """Click the centre of image pixel ``(x, y)`` of a canvas shown at any CSS size."""
     box = page.locator(canvas).bounding_box()
@@ -97,13 +109,13 @@ def test_upload_click_overlay_badge_undo_save(page, live_server, scan_path, tmp_
     url, app = live_server
     store = app.state.store
     page.goto(url + "?token=" + TOKEN)  # as printed by `medmoe serve --auth`
-    page.wait_for_function("document.getElementById('login').hidden")
+    wait_for(page, "document.getElementById('login').hidden")
     assert "token" not in page.url  # taken out of the address bar, kept in session storage
     assert page.evaluate("sessionStorage.getItem('medmoe-token')") == TOKEN
     assert page.text_content("#badge") == "—"
     page.set_input_files("#file", str(scan_path))
-    page.wait_for_function("window.medmoeState.session !== null", timeout=30_000)
-    page.wait_for_function("document.getElementById('status').textContent.includes('Click')")
+    wait_for(page, "window.medmoeState.session !== null", timeout=30_000)
+    wait_for(page, "document.getElementById('status').textContent.includes('Click')")
     # record whether the progress indicator shows while the encoder runs
     page.evaluate(
         """() => { window.sawBusy = false; const b = document.getElementById('busy');
@@ -113,7 +125,7 @@ def test_upload_click_overlay_badge_undo_save(page, live_server, scan_path, tmp_
     # axial view of the LSA scan: 70 x 60 pixels; pixel (35, 20) of slice 20 (the middle) is
     # voxel i = 35 (x not flipped), j = 20, k = 60 - 1 - 20 = 39 (y flipped)
     click_pixel(page, "#view-axial", 35, 20, width=70, height=60)
-    page.wait_for_function(
+    wait_for(page, 
         "window.medmoeState.lastUpdate && window.medmoeState.lastUpdate.step === 1", timeout=60_000
     )
     session = next(iter(store._entries.values()))
@@ -129,10 +141,10 @@ def test_upload_click_overlay_badge_undo_save(page, live_server, scan_path, tmp_
     assert overlay == expected > 0
 
     click_pixel(page, "#view-axial", 10, 50, width=70, height=60, button="right")
-    page.wait_for_function("window.medmoeState.lastUpdate.step === 2", timeout=30_000)
+    wait_for(page, "window.medmoeState.lastUpdate.step === 2", timeout=30_000)
     assert session.steps[-1].labels.tolist() == [1, 0]
     page.click("#undo")
-    page.wait_for_function("window.medmoeState.lastUpdate.step === 1", timeout=30_000)
+    wait_for(page, "window.medmoeState.lastUpdate.step === 1", timeout=30_000)
     assert len(session.steps) == 1
 
     with page.expect_download() as info:
@@ -145,7 +157,7 @@ def test_upload_click_overlay_badge_undo_save(page, live_server, scan_path, tmp_
 
     # reset, then a shift-drag box on the coronal view
     page.click("#reset")
-    page.wait_for_function("window.medmoeState.lastUpdate.step === 0", timeout=30_000)
+    wait_for(page, "window.medmoeState.lastUpdate.step === 0", timeout=30_000)
     assert page.text_content("#badge") == "—"
     box = page.locator("#view-coronal").bounding_box()
     g = session.views["coronal"]
@@ -158,7 +170,7 @@ def test_upload_click_overlay_badge_undo_save(page, live_server, scan_path, tmp_
     )
     page.mouse.up()
     page.keyboard.up("Shift")
-    page.wait_for_function("window.medmoeState.lastUpdate.step === 1", timeout=30_000)
+    wait_for(page, "window.medmoeState.lastUpdate.step === 1", timeout=30_000)
     step = session.steps[-1]
     assert step.box is not None and len(step.points) == 0
     lo, hi = step.box[:3], step.box[3:]
@@ -177,12 +189,12 @@ def test_page_without_token_asks_for_it_once(page, live_server):
     assert httpx.get(url + "api/info").status_code == 401
     page.fill("#token-input", "wrong-token-wrong-token")
     page.click("#token-go")
-    page.wait_for_function(
+    wait_for(page, 
         "document.getElementById('login-message').textContent.includes('refused')"
     )
     page.fill("#token-input", TOKEN)
     page.click("#token-go")
-    page.wait_for_function("document.getElementById('login').hidden")
+    wait_for(page, "document.getElementById('login').hidden")
     assert page.evaluate("sessionStorage.getItem('medmoe-token')") == TOKEN
     headers = {"Authorization": f"Bearer {TOKEN}"}
     assert httpx.get(url + "api/info", headers=headers).status_code == 200

@@ -11,7 +11,7 @@ from tests.serve.conftest import AFFINE
 from medmoe.data import load_label
 from medmoe.errors import InputError
 from medmoe.serve.datastore import Datastore, base_name, check_id, check_tag
-from medmoe.serve.monailabel import nrrd_bytes
+from medmoe.serve.labelfile import nrrd_bytes
 from medmoe.serve.multipart import encode_form, form_params, parse_form
 
 
@@ -60,8 +60,12 @@ def test_client_file_names_give_their_last_component_only():
 
 def test_datastore_persists_and_refuses_a_bad_index(tmp_path, scan_path):
     store = Datastore(root=tmp_path / "ml")
-    store.add_image("case", scan_path.read_bytes(), "/x/scan.nii.gz", {"client_id": "me"})
-    store.save_label("case", "final", b"\x1f\x8b" + bytes(30), "label.nii.gz", {})
+    upload, label = tmp_path / "upload", tmp_path / "label"
+    upload.write_bytes(scan_path.read_bytes())
+    label.write_bytes(b"\x1f\x8b" + bytes(30))
+    store.add_image("case", upload, "/x/scan.nii.gz", {"client_id": "me"}, overwrite=False)
+    store.save_label("case", "final", label, "label.nii.gz", {})
+    assert not upload.exists() and not label.exists()  # moved into the datastore
     again = Datastore(root=tmp_path / "ml")  # a restart: the index is read back
     assert again.to_json()["objects"]["case"]["labels"]["final"]["ext"] == ".nii.gz"
     assert again.status() == {"total": 1, "completed": 1, "label_tags": {"final": 1}}

@@ -36,7 +36,13 @@ def _make(kind, tmp_path, predictor, now, max_count=4):
 
         return store, add, "upload.nii.gz"
     store = TempImages(root=tmp_path / "tmp", ttl_s=TTL, max_count=max_count, clock=clock)
-    return store, lambda data: store.add(data, "scan.nii.gz", 0.0).id, "image.nii.gz"
+
+    def add_file(data: bytes) -> str:  # as the server does: the upload arrives as a file
+        src = tmp_path / "upload.part"
+        src.write_bytes(data)
+        return store.add(src, "scan.nii.gz", 0.0).id
+
+    return store, add_file, "image.nii.gz"
 
 
 def _dirs(store: ExpiringStore) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from medmoe.cli.common import add_model_args, load_predictor
 from medmoe.errors import InputError
@@ -34,8 +35,43 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="uploads, the MONAI Label datastore and its labels are kept here and nowhere else",
     )
     p.add_argument("--max-upload-mb", type=float, default=512.0)
+    p.add_argument(
+        "--max-volume-mb",
+        type=float,
+        default=1024.0,
+        help="largest scan in memory, as float32 at least (from its header, before reading)",
+    )
+    p.add_argument(
+        "--memory-budget-mb",
+        type=float,
+        default=4096.0,
+        help="all scans held at once: viewer sessions, MONAI Label sessions, cached images",
+    )
+    p.add_argument(
+        "--datastore-quota-mb",
+        type=float,
+        default=10240.0,
+        help="the MONAI Label datastore's images and labels on disk",
+    )
+    p.add_argument("--max-uploads", type=int, default=4, help="uploads arriving at once")
     p.add_argument("--session-ttl", type=float, default=1800.0, help="seconds of inactivity")
     p.add_argument("--max-sessions", type=int, default=32)
+    p.add_argument(
+        "--public-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a URL clients reach the server by (a reverse proxy's https://NAME): its host is "
+        "accepted in the Host header; repeatable",
+    )
+    p.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a web app at another origin (e.g. http://localhost:3000 for OHIF) allowed to call "
+        "the API, with CORS; repeatable",
+    )
     p.add_argument(
         "--auth",
         action="store_true",
@@ -60,10 +96,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 def check_numbers(args: argparse.Namespace) -> None:
     if not 0 < args.port < 65536:
         raise InputError(f"--port must be in 1..65535, got {args.port}")
-    for name in ("max_upload_mb", "session_ttl", "max_sessions", "token_ttl"):
+    numbers = ("max_upload_mb", "max_volume_mb", "memory_budget_mb", "datastore_quota_mb")
+    for name in (*numbers, "max_uploads", "session_ttl", "max_sessions", "token_ttl"):
         value = getattr(args, name)
         if not 0 < value < float("inf"):
             raise InputError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+def check_urls(args: argparse.Namespace) -> None:
+    """``--public-url`` and ``--allow-origin`` are absolute http(s) URLs (an origin has no
+    path), so the Host and Origin checks compare like with like."""
+    for flag, values, origin in (
+        ("--public-url", args.public_url, False),
+        ("--allow-origin", args.allow_origin, True),
+    ):
+        for value in values:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise InputError(f"{flag} {value!r}: expected http(s)://HOST[:PORT]")
+            if origin and parts.path not in ("", "/"):
+                raise InputError(f"{flag} {value!r}: an origin has no path")
 
 
 def is_loopback(host: str) -> bool:
@@ -107,15 +159,24 @@ def run(args: argparse.Namespace) -> int:
     from medmoe.serve import ServeConfig
 
     check_numbers(args)
+    check_urls(args)
     auth, generated = auth_config(args)  # before the model loads: a refusal costs nothing
     if args.data_dir.exists() and not args.data_dir.is_dir():
         raise InputError(f"--data-dir {args.data_dir} exists and is not a folder")
     predictor = load_predictor(args)
+    mib = 1 << 20
     config = ServeConfig(
         data_dir=args.data_dir,
-        max_upload_bytes=int(args.max_upload_mb * (1 << 20)),
+        max_upload_bytes=int(args.max_upload_mb * mib),
         session_ttl_s=args.session_ttl,
         max_sessions=args.max_sessions,
+        max_volume_bytes=int(args.max_volume_mb * mib),
+        memory_budget_bytes=int(args.memory_budget_mb * mib),
+        datastore_quota_bytes=int(args.datastore_quota_mb * mib),
+        max_uploads=args.max_uploads,
+        bind_host=args.host,
+        public_urls=tuple(args.public_url),
+        allow_origins=tuple(args.allow_origin),
     )
     app = create_app(predictor=predictor, config=config, auth=auth)
     url = f"http://{args.host}:{args.port}/"
@@ -124,6 +185,9 @@ def run(args: argparse.Namespace) -> int:
     elif generated:  # shown once, as Jupyter does; set MEDMOE_SERVE_TOKEN to choose it
         print(f"medmoe serve: open {url}?token={auth.token}  (data in {args.data_dir})", flush=True)
     else:
-        print(f"medmoe serve: open {url}?token=<MEDMOE_SERVE_TOKEN>  (data in {args.data_dir})")
+        print(
+            f"medmoe serve: open {url}?token=<MEDMOE_SERVE_TOKEN>  (data in {args.data_dir})",
+            flush=True,
+        )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -21,9 +21,20 @@ def world_to_voxel(points_mm, affine) -> np.ndarray:
     return pts @ inv[:3, :3].T + inv[:3, 3]
 
 
+def _numbers(value, what: str) -> np.ndarray:
+    """``value`` as a float64 array; strings, ragged lists or huge integers are an
+    :class:`InputError`, not numpy's ValueError/TypeError/OverflowError."""
+    if isinstance(value, str | bytes):
+        raise InputError(f"{what} must be numbers")
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
+        raise InputError(f"{what} must be a list of numbers of a regular shape") from None
+
+
 def check_points(points, shape) -> np.ndarray:
     """``(N, 3)`` finite points inside an image of ``shape`` (half a voxel of slack), or an error."""
-    pts = np.asarray(points, dtype=np.float64)
+    pts = _numbers(points, "points")
     if pts.ndim == 1 and pts.size == 3:
         pts = pts.reshape(1, 3)
     if pts.ndim != 2 or pts.shape[1] != 3 or pts.shape[0] == 0:
@@ -42,7 +53,7 @@ def check_points(points, shape) -> np.ndarray:
 
 def check_box(box, shape) -> np.ndarray:
     """A ``(6,)`` box ``(i1, j1, k1, i2, j2, k2)`` with ``lo <= hi``, inside the image."""
-    b = np.asarray(box, dtype=np.float64).reshape(-1)
+    b = _numbers(box, "box").reshape(-1)
     if b.shape != (6,):
         raise InputError(f"a box has 6 numbers (x1,y1,z1,x2,y2,z2), got {b.size}")
     if not np.isfinite(b).all():

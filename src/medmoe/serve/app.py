@@ -5,7 +5,9 @@ Errors are ``{"detail": "<one line>"}`` with a 4xx code: 400 bad input, 401 not 
 schema is FastAPI's, at ``/openapi.json`` (and browsable at ``/docs``). The same app serves the
 MONAI Label API (:mod:`medmoe.serve.monailabel`). With ``auth``, every path but the page's
 static files and MONAI Label's login needs ``Authorization: Bearer <token>``
-(:mod:`medmoe.serve.auth`).
+(:mod:`medmoe.serve.auth`). Every request first passes :mod:`medmoe.serve.guard` (security
+headers, the Host/Origin check); 409 conflicts with stored data, 421 foreign Host, 429 too many
+failed logins, 403 a foreign origin or a role that may not.
 """
 
 from __future__ import annotations
@@ -15,49 +17,29 @@ from importlib import resources
 from typing import Literal
 
 from fastapi import FastAPI, Query, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from medmoe.data.headers import UnsupportedVoxelType, VolumeTooLarge
 from medmoe.data.io import nifti_bytes
-from medmoe.errors import MedmoeError, first_line
+from medmoe.errors import InputError, MedmoeError, first_line
 from medmoe.sam3d import Sam3DPredictor
-from medmoe.serve.auth import AuthConfig, Authenticator
-from medmoe.serve.datastore import Datastore, TempImages
+from medmoe.serve import jsonlimits
+from medmoe.serve.auth import AuthConfig, Authenticator, RateLimited
+from medmoe.serve.budget import Busy, MemoryBudget, UploadSlots
+from medmoe.serve.datastore import Conflict, Datastore, TempImages
 from medmoe.serve.engine import Engine
+from medmoe.serve.guard import BearerAuth, Forbidden, HostGuard, HostPolicy, SecurityHeaders
 from medmoe.serve.monailabel import monailabel_router
-from medmoe.serve.store import Busy, NotFound, NotNifti, ServeConfig, SessionStore, TooLarge
+from medmoe.serve.multipart import read_body
+from medmoe.serve.store import NotFound, NotNifti, ServeConfig, SessionStore, TooLarge
+from medmoe.serve.uploads import Uploads
 from medmoe.serve.views import slice_array, to_png
 
 STATIC = resources.files("medmoe.serve") / "static"
-PUBLIC_PATHS = frozenset({"/", "/viewer.js", "/auth/", "/auth/token"})  # no token needed
-
-
-class BearerAuth:
-    """ASGI middleware: a request to any path outside ``PUBLIC_PATHS`` needs a valid
-    ``Authorization: Bearer <token>``; the user goes to ``request.state.user``."""
-
-    def __init__(self, app, *, auth: Authenticator) -> None:
-        self.app = app
-        self.auth = auth
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
-            await self.app(scope, receive, send)
-            return
-        header = dict(scope["headers"]).get(b"authorization")
-        user = self.auth.user_of_header(header.decode("latin-1") if header else None)
-        if user is None:
-            detail = "missing token" if header is None else "invalid or expired token"
-            response = JSONResponse(
-                {"detail": f"not authenticated: {detail}"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-            await response(scope, receive, send)
-            return
-        scope.setdefault("state", {})["user"] = user
-        await self.app(scope, receive, send)
+MAX_PROMPT_BYTES = 64 << 10  # a prompt is a few clicks: JSON bodies over this get 413
 
 
 class Prompt(BaseModel):
@@ -94,14 +76,19 @@ class SessionModel(BaseModel):
 
 
 def _status(err: MedmoeError) -> int:
-    if isinstance(err, TooLarge):
-        return 413
-    if isinstance(err, NotFound):
-        return 404
-    if isinstance(err, Busy):
-        return 503
-    if isinstance(err, NotNifti):
-        return 415
+    for kind, status in (
+        (TooLarge, 413),
+        (VolumeTooLarge, 413),
+        (NotFound, 404),
+        (Busy, 503),
+        (RateLimited, 429),
+        (Forbidden, 403),
+        (Conflict, 409),
+        (NotNifti, 415),
+        (UnsupportedVoxelType, 415),
+    ):
+        if isinstance(err, kind):
+            return status
     return 400
 
 
@@ -114,13 +101,28 @@ def create_app(
     """The app; ``predictor`` is a :class:`Sam3DPredictor` or :class:`MoEPredictor`; with
     ``auth``, every endpoint but the page's files and the login needs a bearer token."""
     engine = Engine(predictor=predictor)
-    store = SessionStore(config=config, engine=engine)
+    budget = MemoryBudget(limit=config.memory_budget_bytes)
+    store = SessionStore(config=config, engine=engine, budget=budget)
     authenticator = Authenticator(config=auth) if isinstance(auth, AuthConfig) else auth
-    datastore = Datastore(root=config.data_dir / "monailabel", max_cached=config.max_sessions)
+    datastore = Datastore(
+        root=config.data_dir / "monailabel",
+        max_cached=config.max_sessions,
+        max_volume_bytes=config.max_volume_bytes,
+        quota_bytes=config.datastore_quota_bytes,
+        budget=budget,
+    )
     temp_images = TempImages(
         root=config.data_dir / "monailabel-sessions",
         ttl_s=config.session_ttl_s,
         max_count=config.max_sessions,
+        max_volume_bytes=config.max_volume_bytes,
+        budget=budget,
+    )
+    slots = UploadSlots(limit=config.max_uploads)
+    uploads = Uploads(
+        root=config.data_dir / "uploads",
+        limit=config.max_upload_bytes + (1 << 20),  # the file plus the multipart framing
+        slots=slots,
     )
 
     @contextlib.asynccontextmanager
@@ -139,14 +141,15 @@ def create_app(
     app.state.datastore = datastore
     app.state.temp_images = temp_images
     app.state.auth = authenticator
-    if authenticator is not None:
-        app.add_middleware(BearerAuth, auth=authenticator)
+    app.state.budget = budget
+    app.state.upload_slots = slots
+    _middleware(app, config, authenticator)
     app.include_router(
         monailabel_router(
             engine=engine,
             datastore=datastore,
             sessions=temp_images,
-            limit=config.max_upload_bytes + (1 << 20),  # the file plus the multipart framing
+            uploads=uploads,
             version=_version(),
             auth=authenticator,
         )
@@ -158,6 +161,24 @@ def create_app(
 
     _viewer_routes(app, store, engine, config)
     return app
+
+
+def _middleware(app: FastAPI, config: ServeConfig, auth: Authenticator | None) -> None:
+    """Outermost last: security headers, then the Host/Origin guard, CORS, the bearer token."""
+    if auth is not None:
+        app.add_middleware(BearerAuth, auth=auth)
+    if config.allow_origins:  # no CORS unless asked for (--allow-origin), e.g. OHIF elsewhere
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.allow_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    policy = HostPolicy(
+        bind_host=config.bind_host, public_urls=config.public_urls, origins=config.allow_origins
+    )
+    app.add_middleware(HostGuard, policy=policy)
+    app.add_middleware(SecurityHeaders)
 
 
 def _viewer_routes(app: FastAPI, store: SessionStore, engine: Engine, config: ServeConfig) -> None:
@@ -190,7 +211,8 @@ def _viewer_routes(app: FastAPI, store: SessionStore, engine: Engine, config: Se
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > config.max_upload_bytes:
             raise TooLarge(f"the upload is over the limit of {config.max_upload_bytes} bytes")
-        session = await store.create(request.stream(), name=filename)
+        with request.app.state.upload_slots.slot():
+            session = await store.create(request.stream(), name=filename)
         return session.describe()
 
     @app.get("/api/sessions/{sid}", response_model=SessionModel)
@@ -224,14 +246,29 @@ def _interaction_routes(app: FastAPI, store: SessionStore) -> None:
         lv = s.window[1] if level is None else level
         return Response(to_png(plane, window=w, level=lv), media_type="image/png")
 
-    @app.post("/api/sessions/{sid}/prompts", response_model=MaskUpdateModel)
-    def add_prompt(sid: str, prompt: Prompt) -> dict:
-        """Add clicks and/or a box; the mask is re-predicted with every prompt so far."""
+    @app.post(
+        "/api/sessions/{sid}/prompts",
+        response_model=MaskUpdateModel,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": Prompt.model_json_schema()}},
+            }
+        },
+    )
+    async def add_prompt(sid: str, request: Request) -> dict:
+        """Add clicks and/or a box (a :class:`Prompt` as JSON); the mask is re-predicted with
+        every prompt so far. The body is read with limits on its size, depth and numbers."""
         s = store.get(sid)
-        with s.lock:
-            return s.add_prompt(
-                points=prompt.points, labels=prompt.labels, box=prompt.box
-            ).to_dict()
+        prompt = await _read_prompt(request)
+
+        def run() -> dict:
+            with s.lock:
+                return s.add_prompt(
+                    points=prompt.points, labels=prompt.labels, box=prompt.box
+                ).to_dict()
+
+        return await run_in_threadpool(run)
 
     @app.post("/api/sessions/{sid}/undo", response_model=MaskUpdateModel)
     def undo(sid: str) -> dict:
@@ -261,6 +298,18 @@ def _interaction_routes(app: FastAPI, store: SessionStore) -> None:
             media_type="application/gzip",
             headers={"Content-Disposition": f'attachment; filename="{safe}_mask.nii.gz"'},
         )
+
+
+async def _read_prompt(request: Request) -> Prompt:
+    body = await read_body(
+        request.stream(), limit=MAX_PROMPT_BYTES, declared=request.headers.get("content-length")
+    )
+    try:
+        return Prompt.model_validate(jsonlimits.loads(body))
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise InputError(f"invalid prompt: {where}: {first['msg']}") from None
 
 
 def _version() -> str:

@@ -1,6 +1,6 @@
 """A small Python client of the ``medmoe serve`` API, used by the tests and by scripts.
 
-with MedmoeClient("http://127.0.0.1:8000") as c:
+with MedmoeClient("http://127.0.0.1:8000", token=None) as c:  # token: with --auth
     s = c.upload("scan.nii.gz")
     update = c.click(s, [60, 40, 30])          # positive click
     update = c.click(s, [62, 40, 30], positive=False)
@@ -31,10 +31,18 @@ class ServerError(MedmoeError):
 
 class MedmoeClient:
     def __init__(
-        self, base_url: str = "http://127.0.0.1:8000", *, http: httpx.Client | None = None
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        token: str | None = None,
+        http: httpx.Client | None = None,
     ) -> None:
-        """``http`` replaces the connection (e.g. a FastAPI ``TestClient``)."""
+        """``token``: a bearer token (the server token, or one from ``/auth/token``) for a
+        server run with ``--auth``; ``http`` replaces the connection (e.g. a FastAPI
+        ``TestClient``)."""
         self.http = http if http is not None else httpx.Client(base_url=base_url, timeout=300)
+        if token is not None:
+            self.http.headers["Authorization"] = f"Bearer {token}"
 
     def __enter__(self) -> MedmoeClient:
         return self

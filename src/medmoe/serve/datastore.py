@@ -11,6 +11,7 @@ their ``expiry`` (or the server's ``--session-ttl``) and are deleted at shutdown
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -22,10 +23,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medmoe.data import Volume, load_volume
+from medmoe.data import Volume
 from medmoe.errors import InputError
-from medmoe.serve.store import GZIP_MAGIC, NIFTI_MAGICS, ExpiringStore, NotFound, NotNifti
-from medmoe.utils.files import atomic_write
+from medmoe.serve.budget import MemoryBudget
+from medmoe.serve.store import (
+    GZIP_MAGIC,
+    NIFTI_MAGICS,
+    ExpiringStore,
+    NotFound,
+    NotNifti,
+    TooLarge,
+    load_upload,
+)
+from medmoe.utils.files import atomic_write, file_sha256
 
 TAG = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -93,12 +103,17 @@ def _stem(image_id: str) -> str:
     return hashlib.sha256(image_id.encode("utf-8")).hexdigest()[:32]
 
 
-def load_upload(path: Path, shown: str) -> Volume:
-    """``load_volume``, with errors naming the client's file instead of the server's path."""
-    try:
-        return load_volume(path)
-    except InputError as err:
-        raise InputError(str(err).replace(str(path), shown)) from None
+def read_head(path: Path, n: int = 348) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
+class Conflict(InputError):
+    """The request would replace something the client did not ask to replace (HTTP 409)."""
+
+
+class QuotaFull(TooLarge):
+    """The datastore's files would pass ``--datastore-quota-mb`` (HTTP 413)."""
 
 
 def _check_entry(image_id: str, obj: dict) -> None:
@@ -117,6 +132,9 @@ def _check_entry(image_id: str, obj: dict) -> None:
 class Datastore:
     root: Path  # <data_dir>/monailabel
     max_cached: int = 8  # decoded images kept in memory
+    max_volume_bytes: int = 1 << 30  # one image in memory
+    quota_bytes: int = 10 << 30  # images and labels on disk
+    budget: MemoryBudget | None = None  # cached volumes are reserved here, and evicted first
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
 
@@ -136,6 +154,25 @@ class Datastore:
                 raise InputError(
                     f"{index} is not a medmoe datastore index: move it away to start afresh"
                 ) from None
+        self.disk_bytes = sum(self._sizes(obj) for obj in self.objects.values())
+        if self.budget is not None:
+            self.budget.add_evictor(self.evict_one)
+
+    def _files(self, obj: dict) -> list[Path]:
+        stem = obj["image"]["file"]
+        files = [self.root / "images" / (stem + obj["image"]["ext"])]
+        files += [self.root / "labels" / t / (stem + v["ext"]) for t, v in obj["labels"].items()]
+        return files
+
+    def _sizes(self, obj: dict) -> int:
+        return sum(f.stat().st_size for f in self._files(obj) if f.is_file())
+
+    def _check_quota(self, more: int) -> None:
+        if self.disk_bytes + more > self.quota_bytes:
+            raise QuotaFull(
+                f"the datastore quota of {self.quota_bytes / 2**20:.0f} MiB is full "
+                "(--datastore-quota-mb): delete images first"
+            )
 
     def _save_index(self) -> None:
         body = {"name": "medmoe", "description": "medmoe serve", "objects": self.objects}
@@ -148,45 +185,96 @@ class Datastore:
             raise NotFound(f"no image {image_id!r} in the datastore")
         return self.root / "images" / (obj["image"]["file"] + obj["image"]["ext"])
 
-    def add_image(self, image_id: str, data: bytes, filename: str | None, info: dict) -> str:
-        """Store an image (replacing one of the same id) once it loads as a valid volume."""
+    def _sha256(self, obj: dict) -> str:
+        return obj["image"].get("sha256") or file_sha256(self._files(obj)[0])
+
+    def add_image(
+        self, image_id: str, src: Path, filename: str | None, info: dict, *, overwrite: bool
+    ) -> dict:
+        """Store the uploaded file ``src`` (moved, not copied) as ``image_id`` once it loads as
+        a valid volume. The same content again changes nothing; other content under an existing
+        id is a :class:`Conflict` unless ``overwrite``, which drops the old image's labels."""
         image_id = check_id(image_id)
-        ext = file_ext(filename, data, IMAGE_EXTS)
+        ext = file_ext(filename, read_head(src), IMAGE_EXTS)
+        digest = file_sha256(src)
+        old = self.objects.get(image_id)
+        if old is not None and self._sha256(old) == digest:
+            return {"image": image_id}  # unchanged: its labels stay
+        if old is not None and not overwrite:
+            raise Conflict(
+                f"image {image_id!r} already exists with other content and "
+                f"{len(old['labels'])} label(s): add overwrite=true to replace it"
+            )
+        self._check_quota(src.stat().st_size - (self._sizes(old) if old else 0))
         version = uuid.uuid4().hex
         part = self.root / "images" / f"{version}.part{ext}"
-        part.write_bytes(data)
+        src.rename(part)
         try:
-            volume = load_upload(part, base_name(filename) or image_id)
+            volume = self._load(image_id, part, ext, base_name(filename) or image_id)
             with self._lock:
-                old = self.objects.get(image_id)
-                if old is not None:
-                    self._remove_files(image_id, old)
+                dropped = sorted(self._remove_files(old)) if old else []  # overwrite=true
                 part.rename(self.root / "images" / (_stem(image_id) + ext))
                 meta = {**info, "ts": int(time.time()), "version": version}
                 self.objects[image_id] = {
-                    "image": {"file": _stem(image_id), "ext": ext, "info": meta},
+                    "image": {"file": _stem(image_id), "ext": ext, "info": meta, "sha256": digest},
                     "labels": {},
                 }
+                self.disk_bytes += self._sizes(self.objects[image_id])
                 self._cache[image_id] = (version, volume)
-                self._trim()
                 self._save_index()
+            self._trim()
         finally:
             part.unlink(missing_ok=True)
-        return image_id
+        return {"image": image_id, **({"labels_dropped": dropped} if dropped else {})}
 
-    def _remove_files(self, image_id: str, obj: dict) -> None:
-        (self.root / "images" / (obj["image"]["file"] + obj["image"]["ext"])).unlink(
-            missing_ok=True
-        )
-        for tag, label in obj["labels"].items():
-            (self.root / "labels" / tag / (obj["image"]["file"] + label["ext"])).unlink(
-                missing_ok=True
+    def _load(self, image_id: str, path: Path, ext: str, shown: str) -> Volume:
+        """The file as a volume, its memory reserved under the image id first (never call
+        with the lock held: the budget may call :meth:`evict_one`)."""
+        key = ("datastore", image_id)
+        reserve = None if self.budget is None else functools.partial(self.budget.reserve, key)
+        try:
+            return load_upload(
+                path, ext=ext, shown=shown, limit=self.max_volume_bytes, reserve=reserve
             )
-        self._cache.pop(image_id, None)
+        except BaseException:
+            self._forget(image_id)
+            raise
+
+    def _forget(self, image_id: str) -> None:
+        """Release a volume's reservation (its cache entry is already gone or replaced)."""
+        if self.budget is not None:
+            self.budget.release(("datastore", image_id))
+
+    def _remove_files(self, obj: dict) -> list[str]:
+        """Delete an entry's files (lock held); the tags of the labels that went."""
+        self.disk_bytes -= self._sizes(obj)
+        for path in self._files(obj):
+            path.unlink(missing_ok=True)
+        return list(obj["labels"])
+
+    def delete_image(self, image_id: str) -> dict:
+        """MONAI Label's ``DELETE /datastore/?id=``: the image and all its labels."""
+        self.image_file(image_id)
+        with self._lock:
+            obj = self.objects.pop(image_id)
+            tags = self._remove_files(obj)
+            self._cache.pop(image_id, None)
+            self._save_index()
+        self._forget(image_id)
+        return {"image": image_id, "labels_deleted": sorted(tags)}
+
+    def evict_one(self) -> bool:
+        """Drop the least recently used cached volume (it is read again when next used)."""
+        with self._lock:
+            if not self._cache:
+                return False
+            image_id, _ = self._cache.popitem(last=False)
+        self._forget(image_id)
+        return True
 
     def _trim(self) -> None:
         while len(self._cache) > self.max_cached:
-            self._cache.popitem(last=False)
+            self.evict_one()
 
     def volume(self, image_id: str) -> tuple[Volume, str]:
         """The image as a volume and its version (which changes when the image is replaced)."""
@@ -197,26 +285,29 @@ class Datastore:
             if hit is not None and hit[0] == version:
                 self._cache.move_to_end(image_id)
                 return hit[1], version
-        volume = load_upload(path, image_id)
+        volume = self._load(image_id, path, self.objects[image_id]["image"]["ext"], image_id)
         with self._lock:
             self._cache[image_id] = (version, volume)
-            self._trim()
+        self._trim()
         return volume, version
 
-    def save_label(self, image_id: str, tag: str, data: bytes, filename: str | None, info: dict):
-        """Store a label of an image under a tag, byte for byte."""
+    def save_label(self, image_id: str, tag: str, src: Path, filename: str | None, info: dict):
+        """Store the uploaded label file ``src`` of an image under a tag, byte for byte."""
         self.image_file(image_id)  # the image must exist
         tag = check_tag(tag)
-        ext = file_ext(filename, data, LABEL_EXTS)
+        ext = file_ext(filename, read_head(src), LABEL_EXTS)
         folder = self.root / "labels" / tag
         folder.mkdir(parents=True, exist_ok=True)
         with self._lock:
             obj = self.objects[image_id]
             old = obj["labels"].get(tag)
-            if old is not None:
-                (folder / (obj["image"]["file"] + old["ext"])).unlink(missing_ok=True)
-            with atomic_write(folder / (obj["image"]["file"] + ext)) as tmp:
-                tmp.write_bytes(data)
+            old_path = folder / (obj["image"]["file"] + old["ext"]) if old else None
+            old_size = old_path.stat().st_size if old_path and old_path.is_file() else 0
+            self._check_quota(src.stat().st_size - old_size)
+            if old_path is not None:
+                old_path.unlink(missing_ok=True)
+            src.replace(folder / (obj["image"]["file"] + ext))
+            self.disk_bytes += (folder / (obj["image"]["file"] + ext)).stat().st_size - old_size
             obj["labels"][tag] = {"ext": ext, "info": {**info, "ts": int(time.time())}}
             self._save_index()
         return image_id
@@ -279,22 +370,32 @@ class TempImages(ExpiringStore[TempImage]):
     """MONAI Label's ``/session/``: an uploaded image that lives until it expires."""
 
     def __init__(
-        self, *, root: Path, ttl_s: float, max_count: int, clock: Callable[[], float] = time.time
+        self,
+        *,
+        root: Path,
+        ttl_s: float,
+        max_count: int,
+        max_volume_bytes: int = 1 << 30,
+        budget: MemoryBudget | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.ttl_s = ttl_s
-        super().__init__(root=root, max_count=max_count, clock=clock)
+        self.max_volume_bytes = max_volume_bytes
+        super().__init__(root=root, max_count=max_count, clock=clock, budget=budget)
 
     def _ttl(self, entry: TempImage) -> float:
         return entry.expiry_s
 
-    def add(self, data: bytes, filename: str | None, expiry_s: float | None) -> TempImage:
-        """Store an upload as a new temporary image once it loads as a valid volume."""
+    def add(self, src: Path, filename: str | None, expiry_s: float | None) -> TempImage:
+        """Store the uploaded file ``src`` (moved) as a new temporary image once it loads as a
+        valid volume."""
         self._check_room()
-        ext = file_ext(filename, data, IMAGE_EXTS)
+        ext = file_ext(filename, read_head(src), IMAGE_EXTS)
         with self._new_directory() as (sid, directory):
             path = directory / f"image{ext}"
-            path.write_bytes(data)
-            volume = load_upload(path, base_name(filename) or "the upload")
+            src.rename(path)
+            shown = base_name(filename) or "the upload"
+            volume = self._load(sid, path, ext=ext, shown=shown, limit=self.max_volume_bytes)
         now = self.clock()
         ttl = self.ttl_s if not expiry_s or expiry_s <= 0 else min(expiry_s, self.ttl_s)
         item = TempImage(sid, directory, volume, path.name, ttl, now, now)

@@ -17,7 +17,7 @@ same object run only the prompt encoder, the gate and the decoders.
 from __future__ import annotations
 
 import dataclasses
-import gzip
+import json
 import time
 import uuid
 from urllib.parse import parse_qs
@@ -29,53 +29,18 @@ from starlette.concurrency import run_in_threadpool
 from torch import Tensor
 
 from medmoe.data import Sam3DCrop, Volume
-from medmoe.data.io import nifti_bytes
 from medmoe.data.prompts import check_box, check_points
 from medmoe.errors import InputError
 from medmoe.serve.auth import Authenticator
-from medmoe.serve.datastore import DEFAULT_TAG, Datastore, TempImages, base_name
+from medmoe.serve.datastore import Datastore, TempImages
+from medmoe.serve.datastore_routes import datastore_routes, download, session_routes
 from medmoe.serve.engine import Decoded, EmbeddingLRU, Engine
-from medmoe.serve.multipart import Part, encode_form, form_params, parse_form, read_body
-from medmoe.serve.session import mask_bbox
+from medmoe.serve.labelfile import RESULT_EXTS, label_bytes, result_format
+from medmoe.serve.multipart import encode_form, form_params, read_body
+from medmoe.serve.session import check_point_count, mask_bbox
+from medmoe.serve.uploads import Uploads
 
-RESULT_EXTS = {".nii.gz": "application/gzip", ".nii": "application/octet-stream"}
-RESULT_EXTS[".nrrd"] = "application/octet-stream"
-DTYPES = {"uint8": "uint8", "int16": "int16", "uint16": "uint16", "int32": "int32"}
-DTYPES["float32"] = "float"  # numpy name -> NRRD type name
 OBJECT_LABEL = "object"  # the segment Slicer creates for the user to click into
-
-
-def nrrd_bytes(array: np.ndarray, affine: np.ndarray, *, compress: bool = True) -> bytes:
-    """``array`` (indexed ``[i, j, k]``) with a RAS ``affine`` as an NRRD file in LPS space, as
-    3D Slicer and ITK write it; gzip-encoded, or raw with ``compress=False``."""
-    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(affine, dtype=np.float64)
-    vec = lambda v: "(" + ",".join(repr(float(x) + 0.0) for x in v) + ")"  # noqa: E731 (no -0.0)
-    head = [
-        "NRRD0004",
-        "# written by medmoe serve",
-        f"type: {DTYPES[array.dtype.name]}",
-        "dimension: 3",
-        "space: left-posterior-superior",
-        "sizes: " + " ".join(str(n) for n in array.shape),
-        "space directions: " + " ".join(vec(lps[:3, a]) for a in range(3)),
-        "kinds: domain domain domain",
-        "endian: little",
-        f"encoding: {'gzip' if compress else 'raw'}",
-        "space origin: " + vec(lps[:3, 3]),
-    ]
-    data = np.asarray(array, dtype=array.dtype.newbyteorder("<")).ravel(order="F").tobytes()
-    data = gzip.compress(data, compresslevel=1) if compress else data
-    return ("\n".join(head) + "\n\n").encode("ascii") + data
-
-
-def label_bytes(
-    mask: np.ndarray, affine: np.ndarray, *, ext: str, dtype: str, compress: bool = True
-) -> bytes:
-    array = mask.astype(dtype)
-    if ext == ".nrrd":
-        return nrrd_bytes(array, affine, compress=compress)
-    raw = nifti_bytes(array, affine, gz=False)
-    return gzip.compress(raw, compresslevel=1) if ext == ".nii.gz" else raw  # level 1: fast
 
 
 def _roi(value, shape) -> np.ndarray | None:
@@ -83,18 +48,22 @@ def _roi(value, shape) -> np.ndarray | None:
     come from RAS), as a box ``(i1, j1, k1, i2, j2, k2)`` with ``lo <= hi``."""
     if value is None or value == []:
         return None
-    if not isinstance(value, list) or len(value) != 6:
+    if not isinstance(value, list) or len(value) != 6 or not all(_is_number(v) for v in value):
         raise InputError("roi must be 6 voxel indices [i1, i2, j1, j2, k1, k2]")
     pairs = np.asarray(value, dtype=np.float64).reshape(3, 2)
     return check_box(np.concatenate([pairs.min(1), pairs.max(1)]), shape)
+
+
+def _is_number(x) -> bool:
+    """A JSON number (not a bool) that fits a float64 (jsonlimits already bounds its digits)."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and abs(x) < 1e300
 
 
 def _points(value, what: str) -> list[list[float]]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(
-        isinstance(p, list) and len(p) == 3 and all(isinstance(x, int | float) for x in p)
-        for p in value
+        isinstance(p, list) and len(p) == 3 and all(_is_number(x) for x in p) for p in value
     ):
         raise InputError(f"{what} must be a list of [i, j, k] voxel points")
     return value
@@ -121,6 +90,7 @@ class Deepgrow:
             raise InputError("give at least one foreground or background point, or a roi")
         if box is not None and not self.engine.supports_boxes:
             raise InputError("this model takes no box prompt (roi)")
+        check_point_count(len(foreground) + len(background))
         pts = np.array(foreground + background, dtype=np.float64).reshape(-1, 3)
         if len(pts):
             check_points(pts, volume.array.shape)
@@ -191,30 +161,16 @@ def app_info(engine: Engine, datastore: Datastore, version: str) -> dict:
     }
 
 
-async def _form(request: Request, limit: int) -> dict[str, Part]:
-    body = await read_body(
-        request.stream(), limit=limit, declared=request.headers.get("content-length")
-    )
-    return parse_form(body, request.headers.get("content-type"))
-
-
-def _file(parts: dict[str, Part], *names: str) -> Part:
-    for name in names:
-        if name in parts and parts[name].filename is not None:
-            return parts[name]
-    raise InputError(f"the request has no file part ({' or '.join(names)})")
-
-
 def monailabel_router(
     *,
     engine: Engine,
     datastore: Datastore,
     sessions: TempImages,
-    limit: int,
+    uploads: Uploads,
     version: str,
     auth: Authenticator | None,
 ) -> APIRouter:
-    """The MONAI Label endpoints; ``limit`` bounds every request body, in bytes."""
+    """The MONAI Label endpoints; request bodies arrive through ``uploads``."""
     router = APIRouter(tags=["MONAI Label"])
 
     @router.get("/info/")
@@ -222,89 +178,15 @@ def monailabel_router(
         """The app: its labels and its one ``deepgrow`` model."""
         return app_info(engine, datastore, version)
 
-    _datastore_routes(router, datastore, limit)
-    _session_routes(router, sessions, limit)
-    _infer_routes(router, engine, datastore, sessions, limit)
+    datastore_routes(router, datastore, uploads)
+    session_routes(router, sessions, uploads)
+    _infer_routes(router, engine, datastore, sessions, uploads)
     _auth_routes(router, auth)
     return router
 
 
-def _datastore_routes(router: APIRouter, datastore: Datastore, limit: int) -> None:
-    @router.get("/datastore/")
-    def datastore_list(output: str = "stats") -> dict:
-        """``output=all``: every image and label (ids, extensions, infos); else counts."""
-        return datastore.to_json() if output == "all" else datastore.status()
-
-    @router.put("/datastore/")
-    @router.put("/datastore/image")
-    async def add_image(request: Request, image: str = "") -> dict:
-        """Upload an image (multipart ``file`` + ``params``); ``image`` is its id."""
-        parts = await _form(request, limit)
-        file = _file(parts, "file")
-        params = form_params(parts)
-        stem = base_name(file.filename) or ""
-        for ext in (".nii.gz", ".nii", ".nrrd"):
-            stem = stem.removesuffix(ext)
-        image_id = image or stem
-        await run_in_threadpool(datastore.add_image, image_id, file.data, file.filename, params)
-        return {"image": image_id}
-
-    @router.get("/datastore/image")
-    def download_image(image: str) -> Response:
-        path = datastore.image_file(image)
-        return _download(path.read_bytes(), "image" + datastore.objects[image]["image"]["ext"])
-
-    @router.put("/datastore/label")
-    async def save_label(request: Request, image: str, tag: str = DEFAULT_TAG) -> dict:
-        """Store a label of ``image`` under ``tag`` (multipart ``label`` + ``params``)."""
-        parts = await _form(request, limit)
-        file = _file(parts, "label")
-        await run_in_threadpool(
-            datastore.save_label, image, tag, file.data, file.filename, form_params(parts)
-        )
-        return {"image": image, "label": image}
-
-    @router.get("/datastore/label")
-    def download_label(label: str, tag: str = DEFAULT_TAG) -> Response:
-        path, filename = datastore.label_file(label, tag)
-        return _download(path.read_bytes(), filename)
-
-
-def _session_routes(router: APIRouter, sessions: TempImages, limit: int) -> None:
-    @router.put("/session/")
-    async def create_session(request: Request, expiry: int = 0) -> dict:
-        """A temporary image (multipart ``files``), deleted when it expires."""
-        parts = await _form(request, limit)
-        file = _file(parts, "files", "file")
-        item = await run_in_threadpool(sessions.add, file.data, file.filename, float(expiry))
-        return {"session_id": item.id, "session_info": item.to_json()}
-
-    @router.get("/session/{session_id}")
-    def get_session(session_id: str) -> dict:
-        return sessions.get(session_id).to_json()
-
-    @router.delete("/session/{session_id}")
-    def remove_session(session_id: str) -> dict:
-        item = sessions.get(session_id)
-        sessions.delete(session_id)
-        return item.to_json()
-
-
-def _result_format(params: dict) -> tuple[str, str, bool]:
-    """``(extension, dtype, compress)`` of the label reply, from the request's params."""
-    ext = str(params.get("result_extension") or ".nii.gz")
-    ext = ext if ext.startswith(".") else "." + ext
-    dtype = str(params.get("result_dtype") or "uint8")
-    if ext not in RESULT_EXTS or dtype not in DTYPES:
-        raise InputError(
-            f"result_extension must be one of {sorted(RESULT_EXTS)} and result_dtype one "
-            f"of {sorted(DTYPES)}, got {ext!r}, {dtype!r}"
-        )
-    return ext, dtype, params.get("result_compress", True) is not False  # OHIF: raw NRRD
-
-
 def _infer_routes(
-    router: APIRouter, engine: Engine, datastore: Datastore, sessions: TempImages, limit: int
+    router: APIRouter, engine: Engine, datastore: Datastore, sessions: TempImages, uploads: Uploads
 ) -> None:
     deepgrow = Deepgrow(engine=engine, capacity=max(8, 2 * sessions.max_count))
     name = model_name(engine)
@@ -318,12 +200,13 @@ def _infer_routes(
         ``result_compress`` (``false``: raw NRRD)."""
         if model != name:
             raise HTTPException(404, f"no model {model!r} (this server has {name!r})")
-        params = form_params(await _form(request, limit))
+        async with uploads.form(request) as parts:
+            params = form_params(parts)
         return await run_in_threadpool(run, params, image, session_id, output)
 
     def run(params: dict, image: str, session_id: str, output: str) -> Response:
         start = time.perf_counter()
-        ext, dtype, compress = _result_format(params)
+        ext, dtype, compress = result_format(params)
         if session_id:
             item = sessions.get(session_id)
             volume, key = item.volume, "session:" + item.id
@@ -355,7 +238,7 @@ def _infer_routes(
         data = label_bytes(mask, volume.affine, ext=ext, dtype=dtype, compress=compress)
         filename = f"medmoe_{uuid.uuid4().hex}{ext}"  # unique: the client saves it by this name
         if output == "image":
-            return _download(data, filename)
+            return download(data, filename)
         ctype, body = encode_form(
             [
                 ("params", None, "application/json", _json(reply)),
@@ -366,17 +249,7 @@ def _infer_routes(
 
 
 def _json(value) -> bytes:
-    import json
-
     return json.dumps(value).encode("utf-8")
-
-
-def _download(data: bytes, filename: str) -> Response:
-    return Response(
-        data,
-        media_type="application/octet-stream",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
 
 
 def _auth_routes(router: APIRouter, auth: Authenticator | None) -> None:
@@ -396,7 +269,8 @@ def _auth_routes(router: APIRouter, auth: Authenticator | None) -> None:
         form = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
         username = form.get("username", [""])[0]
         password = form.get("password", [""])[0]
-        token = await run_in_threadpool(auth.login, username, password)
+        client = request.client.host if request.client else ""
+        token = await run_in_threadpool(auth.login, username, password, client=client)
         if token is None:
             return JSONResponse(
                 {"detail": "invalid credentials"},
@@ -409,4 +283,5 @@ def _auth_routes(router: APIRouter, auth: Authenticator | None) -> None:
     def valid_token(request: Request) -> dict:
         """200 with the user while the bearer token is valid (the middleware sends 401)."""
         user = getattr(request.state, "user", None) or "anonymous"
-        return {"username": user, "email": None, "name": user, "roles": ["user"]}
+        role = (auth.role_of(user) if auth is not None else None) or "admin"
+        return {"username": user, "email": None, "name": user, "roles": [role]}

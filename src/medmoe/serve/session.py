@@ -10,6 +10,7 @@ them exactly. Masks go back to the scan's grid only over the crop's footprint.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,16 @@ from medmoe.serve.engine import Decoded, EmbeddingLRU, Engine
 from medmoe.serve.views import ViewGeometry, default_window, pack_mask, view_geometry
 
 MAX_CACHED_EMBEDDINGS = 2  # per session: the current crop and the one before a reset
+# SAM-Med3D is used with at most tens of clicks; these bound the decoder's work per request and
+# the memory a session keeps (each step holds its packed mask and low-resolution logits)
+MAX_POINTS = 100  # clicks of one object, all prompts together
+MAX_STEPS = 100  # prompt steps of one session, until reset
+
+
+def check_point_count(n: int) -> None:
+    """Refuse (400) more than :data:`MAX_POINTS` points for one object."""
+    if n > MAX_POINTS:
+        raise InputError(f"at most {MAX_POINTS} points per object are accepted, got {n}")
 
 
 def crop_key(crop: Sam3DCrop) -> tuple:
@@ -159,7 +170,12 @@ class Session:
     # --- actions -----------------------------------------------------------------------------
     def add_prompt(self, *, points=None, labels=None, box=None) -> MaskUpdate:
         """Add clicks (scan voxel indices, labels 1/0) and/or a box (a new box replaces the old)."""
+        if len(self.steps) >= MAX_STEPS:
+            raise InputError(f"a session holds at most {MAX_STEPS} steps: undo or reset first")
         shape = self.volume.array.shape
+        prev = self.steps[-1] if self.steps else None
+        if points is not None:
+            check_point_count(len(points) + (len(prev.points) if prev else 0))
         new_pts = np.zeros((0, 3)) if points is None else check_points(points, shape)
         if labels is None:
             labels = np.ones(len(new_pts), dtype=np.int64)
@@ -170,7 +186,6 @@ class Session:
             box = check_box(box, shape)
         if len(new_pts) == 0 and box is None:
             raise InputError("give at least one point or a box")
-        prev = self.steps[-1] if self.steps else None
         pts = np.concatenate([prev.points, new_pts]) if prev else new_pts
         lab = np.concatenate([prev.labels, new_lab]).astype(np.int64) if prev else new_lab
         box = box if box is not None else (prev.box if prev else None)
@@ -195,7 +210,9 @@ class Session:
             mask_input=prev.decoded.low_res_logits if prev else None,
         )
         self.crop, self.crop_size = crop, crop.size
-        self.steps.append(Step(pts, lab, box, np.packbits(decoded.mask.ravel()), decoded))
+        bits = np.packbits(decoded.mask.ravel())
+        kept = dataclasses.replace(decoded, mask=np.zeros(0, dtype=bool))  # the bits hold it
+        self.steps.append(Step(pts, lab, box, bits, kept))
         return self._update(crop, prev, encoded)
 
     def undo(self) -> MaskUpdate:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import shutil
 import threading
@@ -22,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
-from medmoe.data import load_volume
+from medmoe.data import Volume, load_volume
+from medmoe.data.headers import check_memory, inspect_upload
 from medmoe.errors import InputError, MedmoeError
+from medmoe.serve.budget import Busy, MemoryBudget
 from medmoe.serve.engine import Engine
 from medmoe.serve.session import Session
 
@@ -44,16 +47,19 @@ class NotNifti(InputError):
     """The upload is not a NIfTI file."""
 
 
-class Busy(MedmoeError, RuntimeError):
-    """The server holds its maximum number of sessions."""
-
-
 @dataclass(frozen=True)
 class ServeConfig:
     data_dir: Path  # every file the server writes lies under this folder
     max_upload_bytes: int = 512 << 20  # a body over this is refused with 413 while it arrives
     session_ttl_s: float = 1800.0  # a session unused for this long is deleted
     max_sessions: int = 32  # more at once are refused with 503
+    max_volume_bytes: int = 1 << 30  # one scan in memory (as float32 at least): 413 above
+    memory_budget_bytes: int = 4 << 30  # all scans held at once: 503 above (after eviction)
+    datastore_quota_bytes: int = 10 << 30  # the datastore's files on disk: 413 above
+    max_uploads: int = 4  # uploads arriving at once: 503 above
+    bind_host: str = "127.0.0.1"  # the address served: Host headers must name it (or loopback)
+    public_urls: tuple[str, ...] = ()  # where clients reach the server (a reverse proxy's URL)
+    allow_origins: tuple[str, ...] = ()  # other web origins (e.g. OHIF's) allowed, with CORS
 
 
 def check_upload_name(name: str | None) -> str:
@@ -76,6 +82,23 @@ def sniff_nifti(head: bytes) -> str:
     raise NotNifti("the upload is not a NIfTI file (.nii or .nii.gz)")
 
 
+def load_upload(
+    path: Path, *, ext: str, shown: str, limit: int, reserve: Callable[[int], None] | None = None
+) -> Volume:
+    """An untrusted upload as a volume: its header is checked first (one file only, a known
+    voxel type, the memory it needs under ``limit``), so no reader opens another path or
+    allocates for an absurd size; ``reserve`` is then given the bytes the volume needs, before
+    any voxel is read. Errors name ``shown`` (the client's file), never ``path``."""
+    try:
+        info = inspect_upload(path, ext)
+        check_memory(info, limit=limit, source=str(path))
+        if reserve is not None:
+            reserve(info.memory_bytes)
+        return load_volume(path, max_bytes=limit)
+    except InputError as err:
+        raise type(err)(str(err).replace(str(path), shown)) from None
+
+
 class Expiring(Protocol):
     """What an :class:`ExpiringStore` keeps: an id, its directory and when it was last used."""
 
@@ -91,10 +114,18 @@ class ExpiringStore(Generic[E]):
     """Entries with a directory ``<root>/<id>/`` each (``id`` a random UUID's hex), deleted with
     it once unused for longer than :meth:`_ttl`; the index changes only under a lock."""
 
-    def __init__(self, *, root: Path, max_count: int, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        *,
+        root: Path,
+        max_count: int,
+        clock: Callable[[], float],
+        budget: MemoryBudget | None = None,
+    ) -> None:
         self.root = Path(root).resolve()
         self.max_count = max_count
         self.clock = clock
+        self.budget = budget  # each entry's volume is reserved here under its id
         self.root.mkdir(parents=True, exist_ok=True)
         for stale in self.root.iterdir():  # entries of an earlier run: their memory state is gone
             if SESSION_ID.match(stale.name):
@@ -135,6 +166,8 @@ class ExpiringStore(Generic[E]):
             entry = self._entries.pop(sid, None)
         if entry is not None:
             shutil.rmtree(entry.directory, ignore_errors=True)
+        if self.budget is not None:
+            self.budget.release(sid)
 
     def close(self) -> None:
         for sid in list(self._entries):
@@ -156,7 +189,14 @@ class ExpiringStore(Generic[E]):
             yield sid, directory
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
+            if self.budget is not None:
+                self.budget.release(sid)
             raise
+
+    def _load(self, sid: str, path: Path, *, ext: str, shown: str, limit: int) -> Volume:
+        """:func:`load_upload`, with the volume's bytes reserved in the budget under ``sid``."""
+        reserve = None if self.budget is None else functools.partial(self.budget.reserve, sid)
+        return load_upload(path, ext=ext, shown=shown, limit=limit, reserve=reserve)
 
     def _add(self, entry: E) -> None:
         with self._lock:
@@ -167,12 +207,20 @@ class SessionStore(ExpiringStore[Session]):
     """The viewer's sessions under ``<data_dir>/sessions/``, expiring after ``session_ttl_s``."""
 
     def __init__(
-        self, *, config: ServeConfig, engine: Engine, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        config: ServeConfig,
+        engine: Engine,
+        budget: MemoryBudget | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.engine = engine
         super().__init__(
-            root=Path(config.data_dir) / "sessions", max_count=config.max_sessions, clock=clock
+            root=Path(config.data_dir) / "sessions",
+            max_count=config.max_sessions,
+            clock=clock,
+            budget=budget,
         )
 
     def _ttl(self, entry: Session) -> float:
@@ -197,11 +245,10 @@ class SessionStore(ExpiringStore[Session]):
                     fh.write(chunk)
             if size == 0:
                 raise InputError("the upload is empty")
-            path = part.rename(directory / f"upload{sniff_nifti(head)}")
-            try:
-                volume = await asyncio.to_thread(load_volume, path)
-            except InputError as err:  # name the client's file, not the server's path
-                raise InputError(str(err).replace(str(path), name)) from None
+            ext = sniff_nifti(head)
+            path = part.rename(directory / f"upload{ext}")
+            limit = self.config.max_volume_bytes
+            volume = await asyncio.to_thread(self._load, sid, path, ext=ext, shown=name, limit=limit)
             session = await asyncio.to_thread(
                 Session, id=sid, directory=directory, volume=volume, name=name, engine=self.engine
             )
