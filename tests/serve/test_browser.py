@@ -125,7 +125,7 @@ def test_upload_click_overlay_badge_undo_save(page, live_server, scan_path, tmp_
     # axial view of the LSA scan: 70 x 60 pixels; pixel (35, 20) of slice 20 (the middle) is
     # voxel i = 35 (x not flipped), j = 20, k = 60 - 1 - 20 = 39 (y flipped)
     click_pixel(page, "#view-axial", 35, 20, width=70, height=60)
-    wait_for(page, 
+    wait_for(page,
         "window.medmoeState.lastUpdate && window.medmoeState.lastUpdate.step === 1", timeout=60_000
     )
     session = next(iter(store._entries.values()))
@@ -189,7 +189,7 @@ def test_page_without_token_asks_for_it_once(page, live_server):
     assert httpx.get(url + "api/info").status_code == 401
     page.fill("#token-input", "wrong-token-wrong-token")
     page.click("#token-go")
-    wait_for(page, 
+    wait_for(page,
         "document.getElementById('login-message').textContent.includes('refused')"
     )
     page.fill("#token-input", TOKEN)

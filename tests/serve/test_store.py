@@ -10,9 +10,9 @@ import pytest
 
 from medmoe.errors import InputError
 from medmoe.serve.app import _status
-from medmoe.serve.datastore import TempImages
 from medmoe.serve.engine import Engine
 from medmoe.serve.store import Busy, ExpiringStore, NotFound, ServeConfig, SessionStore
+from medmoe.serve.temp_images import TempImages
 
 KINDS = ("sessions", "temp_images")
 TTL = 60.0

@@ -29,12 +29,13 @@ from medmoe.sam3d import Sam3DPredictor
 from medmoe.serve import jsonlimits
 from medmoe.serve.auth import AuthConfig, Authenticator, RateLimited
 from medmoe.serve.budget import Busy, MemoryBudget, UploadSlots
-from medmoe.serve.datastore import Conflict, Datastore, TempImages
+from medmoe.serve.datastore import Conflict, Datastore
 from medmoe.serve.engine import Engine
 from medmoe.serve.guard import BearerAuth, Forbidden, HostGuard, HostPolicy, SecurityHeaders
 from medmoe.serve.monailabel import monailabel_router
 from medmoe.serve.multipart import read_body
 from medmoe.serve.store import NotFound, NotNifti, ServeConfig, SessionStore, TooLarge
+from medmoe.serve.temp_images import TempImages
 from medmoe.serve.uploads import Uploads
 from medmoe.serve.views import slice_array, to_png
 

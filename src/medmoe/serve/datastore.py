@@ -1,12 +1,12 @@
-"""MONAI Label's datastore and temporary images ("sessions"), under ``--data-dir`` only.
+"""MONAI Label's datastore, under ``<data_dir>/monailabel/`` only.
 
 ``<data_dir>/monailabel/`` holds ``images/``, ``labels/<tag>/`` and ``datastore.json`` (the
 index: image id -> file, labels by tag, the client's ``params``). It persists across restarts,
 as MONAI Label's own datastore does. File names are a hash of the image id, never the id itself,
 and ids, tags and file names that could read as a path (``/``, ``\\``, ``..``, a leading dot,
 control characters) are refused before any use, so nothing a client sends becomes a path.
-``<data_dir>/monailabel-sessions/<uuid>/`` holds the images of ``/session/``; they expire after
-their ``expiry`` (or the server's ``--session-ttl``) and are deleted at shutdown.
+Re-uploading an id with other content needs ``overwrite``; the files count against a quota, and
+decoded volumes are cached within the server's memory budget (evicted first when it is full).
 """
 
 from __future__ import annotations
@@ -19,17 +19,16 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from medmoe.data import Volume
+from medmoe.data.headers import DetachedData, read_nrrd_fields
 from medmoe.errors import InputError
 from medmoe.serve.budget import MemoryBudget
 from medmoe.serve.store import (
     GZIP_MAGIC,
     NIFTI_MAGICS,
-    ExpiringStore,
     NotFound,
     NotNifti,
     TooLarge,
@@ -106,6 +105,22 @@ def _stem(image_id: str) -> str:
 def read_head(path: Path, n: int = 348) -> bytes:
     with open(path, "rb") as fh:
         return fh.read(n)
+
+
+def check_single_file(path: Path, ext: str, *, shown: str) -> None:
+    """Refuse a label whose header names a second file (a NRRD ``data file``, a NIfTI pair):
+    labels are stored byte for byte, but whatever reads them later must never be led to
+    another path. The rest of the header is not checked: Slicer's ``.seg.nrrd`` may be 4-D."""
+    if ext.endswith(".nrrd"):
+        try:
+            detached = "data file" in read_nrrd_fields(path, attached=True)
+        except InputError as err:  # name the client's file, not the server's path
+            raise InputError(str(err).replace(str(path), shown)) from None
+    else:
+        head = read_head(path)
+        detached = ext == ".nii" and (head[344:348] == b"ni1\x00" or head[4:8] == b"ni2\x00")
+    if detached:
+        raise DetachedData(f"{shown}: a header naming a separate data file is refused")
 
 
 class Conflict(InputError):
@@ -296,6 +311,7 @@ class Datastore:
         self.image_file(image_id)  # the image must exist
         tag = check_tag(tag)
         ext = file_ext(filename, read_head(src), LABEL_EXTS)
+        check_single_file(src, ext, shown=base_name(filename) or "the label")
         folder = self.root / "labels" / tag
         folder.mkdir(parents=True, exist_ok=True)
         with self._lock:
@@ -343,61 +359,3 @@ class Datastore:
                 tags[tag] = tags.get(tag, 0) + 1
         done = sum(1 for o in self.objects.values() if DEFAULT_TAG in o["labels"])
         return {"total": len(self.objects), "completed": done, "label_tags": tags}
-
-
-@dataclass
-class TempImage:
-    id: str
-    directory: Path
-    volume: Volume
-    name: str
-    expiry_s: float
-    created: float
-    last_used: float
-
-    def to_json(self) -> dict:
-        return {
-            "name": self.id,
-            "image": self.name,
-            "meta": {},
-            "create_ts": int(self.created),
-            "last_access_ts": int(self.last_used),
-            "expiry": int(self.expiry_s),
-        }
-
-
-class TempImages(ExpiringStore[TempImage]):
-    """MONAI Label's ``/session/``: an uploaded image that lives until it expires."""
-
-    def __init__(
-        self,
-        *,
-        root: Path,
-        ttl_s: float,
-        max_count: int,
-        max_volume_bytes: int = 1 << 30,
-        budget: MemoryBudget | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.ttl_s = ttl_s
-        self.max_volume_bytes = max_volume_bytes
-        super().__init__(root=root, max_count=max_count, clock=clock, budget=budget)
-
-    def _ttl(self, entry: TempImage) -> float:
-        return entry.expiry_s
-
-    def add(self, src: Path, filename: str | None, expiry_s: float | None) -> TempImage:
-        """Store the uploaded file ``src`` (moved) as a new temporary image once it loads as a
-        valid volume."""
-        self._check_room()
-        ext = file_ext(filename, read_head(src), IMAGE_EXTS)
-        with self._new_directory() as (sid, directory):
-            path = directory / f"image{ext}"
-            src.rename(path)
-            shown = base_name(filename) or "the upload"
-            volume = self._load(sid, path, ext=ext, shown=shown, limit=self.max_volume_bytes)
-        now = self.clock()
-        ttl = self.ttl_s if not expiry_s or expiry_s <= 0 else min(expiry_s, self.ttl_s)
-        item = TempImage(sid, directory, volume, path.name, ttl, now, now)
-        self._add(item)
-        return item

@@ -13,9 +13,10 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from medmoe.errors import InputError
-from medmoe.serve.datastore import DEFAULT_TAG, Datastore, TempImages, base_name
+from medmoe.serve.datastore import DEFAULT_TAG, Datastore, base_name
 from medmoe.serve.guard import require
 from medmoe.serve.multipart import Part, form_params
+from medmoe.serve.temp_images import TempImages
 from medmoe.serve.uploads import Uploads
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd")

@@ -32,12 +32,13 @@ from medmoe.data import Sam3DCrop, Volume
 from medmoe.data.prompts import check_box, check_points
 from medmoe.errors import InputError
 from medmoe.serve.auth import Authenticator
-from medmoe.serve.datastore import Datastore, TempImages
+from medmoe.serve.datastore import Datastore
 from medmoe.serve.datastore_routes import datastore_routes, download, session_routes
 from medmoe.serve.engine import Decoded, EmbeddingLRU, Engine
 from medmoe.serve.labelfile import RESULT_EXTS, label_bytes, result_format
 from medmoe.serve.multipart import encode_form, form_params, read_body
 from medmoe.serve.session import check_point_count, mask_bbox
+from medmoe.serve.temp_images import TempImages
 from medmoe.serve.uploads import Uploads
 
 OBJECT_LABEL = "object"  # the segment Slicer creates for the user to click into
