@@ -34,6 +34,7 @@ from medmoe.serve.engine import Engine
 from medmoe.serve.guard import BearerAuth, Forbidden, HostGuard, HostPolicy, SecurityHeaders
 from medmoe.serve.monailabel import monailabel_router
 from medmoe.serve.multipart import read_body
+from medmoe.serve.session import MAX_POINTS
 from medmoe.serve.store import NotFound, NotNifti, ServeConfig, SessionStore, TooLarge
 from medmoe.serve.temp_images import TempImages
 from medmoe.serve.uploads import Uploads
@@ -302,9 +303,15 @@ def _interaction_routes(app: FastAPI, store: SessionStore) -> None:
 
 
 async def _read_prompt(request: Request) -> Prompt:
-    body = await read_body(
-        request.stream(), limit=MAX_PROMPT_BYTES, declared=request.headers.get("content-length")
-    )
+    try:
+        body = await read_body(
+            request.stream(), limit=MAX_PROMPT_BYTES, declared=request.headers.get("content-length")
+        )
+    except TooLarge:
+        raise TooLarge(
+            f"a prompt is at most {MAX_PROMPT_BYTES >> 10} KiB of JSON "
+            f"(and at most {MAX_POINTS} points per object)"
+        ) from None
     try:
         return Prompt.model_validate(jsonlimits.loads(body))
     except ValidationError as err:
