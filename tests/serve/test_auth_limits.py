@@ -275,3 +275,34 @@ def test_limits_must_be_positive():
         LoginLimits(per_client=0)
     with pytest.raises(ValueError, match="positive"):
         LoginLimits(window_s=-1.0)
+
+
+def test_a_burst_waiting_for_slots_is_limited_when_its_turn_comes(monkeypatch):
+    """20 concurrent bad logins from one client, per_client 3, one hashing slot: those that
+    passed the first check while others hashed are checked again once they hold the slot, so at
+    most 3 hashes run in all (without the second check all 20 would hash, one after another)."""
+    hashed = []
+    real = auth_module.verify_password
+
+    def counting(password, stored):
+        hashed.append(1)
+        return real(password, stored)
+
+    monkeypatch.setattr(auth_module, "verify_password", counting)
+    auth, _ = make(LoginLimits(per_client=3, concurrent_hashes=1))
+    start = threading.Barrier(20)
+    outcomes = []
+
+    def attempt():
+        start.wait()
+        try:
+            outcomes.append(auth.login("alice", "wrong", client="c"))
+        except RateLimited:
+            outcomes.append("limited")
+
+    threads = [threading.Thread(target=attempt) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(hashed) == 3 and outcomes.count(None) == 3 and outcomes.count("limited") == 17

@@ -221,16 +221,19 @@ class Authenticator:
         if username == TOKEN_USER:
             ok = hmac.compare_digest(_sha256(password), self._token_digest)
         else:
-            ok = self._check_password(username, password)
+            ok = self._check_password(username, password, client)
         if not ok:
             self._record_failure(client)
             return None
         return self.issue(username)
 
-    def _check_password(self, username: str, password: str) -> bool:
+    def _check_password(self, username: str, password: str, client: str) -> bool:
         if not self._hash_slots.acquire(timeout=HASH_WAIT_S):
             raise RateLimited("too many logins in progress: retry later")
         try:
+            # again, now that a slot is ours: a burst waiting for slots while the first of its
+            # attempts failed must not get one hash each
+            self._check_limits(client)
             user = self.config.users.get(username)
             ok = verify_password(password, user.hash if user else self._dummy)
             return ok and user is not None
