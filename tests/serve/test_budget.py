@@ -46,8 +46,7 @@ def test_evictors_free_room_before_a_refusal():
 
 def test_upload_slots_refuse_rather_than_queue():
     slots = UploadSlots(limit=2)
-    with slots.slot(), slots.slot():
-        with pytest.raises(Busy, match="--max-uploads"), slots.slot():
-            pass
+    with slots.slot(), slots.slot(), pytest.raises(Busy, match="--max-uploads"), slots.slot():
+        pass
     with slots.slot():  # both were given back, also after the refusal
         pass
