@@ -50,8 +50,9 @@ def find_or_install_chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory):
+@pytest.fixture(scope="module", params=["auth", "open"])
+def live_server(request, tmp_path_factory):
+    """The server with ``--auth`` (the page logs in with the token) and without."""
 
     from medmoe.moe import Gate, GateConfig, MoEPredictor, MoESam3D
     from medmoe.sam3d import build_mask_decoder, build_sam3d
@@ -63,7 +64,7 @@ def live_server(tmp_path_factory):
     gate = Gate(config=GateConfig(embed_dim=96, num_experts=1))
     moe = MoESam3D(base=base, experts={"liver": build_mask_decoder(base.config)}, gate=gate, tau=0)
     data = tmp_path_factory.mktemp("serve")
-    auth = AuthConfig(token=TOKEN)  # the page logs in with the token, as a user would
+    auth = AuthConfig(token=TOKEN) if request.param == "auth" else None
     app = create_app(predictor=MoEPredictor(moe), config=ServeConfig(data_dir=data), auth=auth)
     server, thread, url = start_server(app)
     yield f"{url}/", app
@@ -108,10 +109,14 @@ def click_pixel(page, canvas: str, x: int, y: int, *, width: int, height: int, *
 def test_upload_click_overlay_badge_undo_save(page, live_server, scan_path, tmp_path):
     url, app = live_server
     store = app.state.store
-    page.goto(url + "?token=" + TOKEN)  # as printed by `medmoe serve --auth`
-    wait_for(page, "document.getElementById('login').hidden")
-    assert "token" not in page.url  # taken out of the address bar, kept in session storage
-    assert page.evaluate("sessionStorage.getItem('medmoe-token')") == TOKEN
+    if app.state.auth is not None:
+        page.goto(url + "?token=" + TOKEN)  # as printed by `medmoe serve --auth`
+        wait_for(page, "document.getElementById('login').hidden")
+        assert "token" not in page.url  # taken out of the address bar, kept in session storage
+        assert page.evaluate("sessionStorage.getItem('medmoe-token')") == TOKEN
+    else:
+        page.goto(url)  # no token to give
+        wait_for(page, "document.getElementById('login').hidden")
     assert page.text_content("#badge") == "—"
     page.set_input_files("#file", str(scan_path))
     wait_for(page, "window.medmoeState.session !== null", timeout=30_000)
@@ -125,8 +130,10 @@ def test_upload_click_overlay_badge_undo_save(page, live_server, scan_path, tmp_
     # axial view of the LSA scan: 70 x 60 pixels; pixel (35, 20) of slice 20 (the middle) is
     # voxel i = 35 (x not flipped), j = 20, k = 60 - 1 - 20 = 39 (y flipped)
     click_pixel(page, "#view-axial", 35, 20, width=70, height=60)
-    wait_for(page,
-        "window.medmoeState.lastUpdate && window.medmoeState.lastUpdate.step === 1", timeout=60_000
+    wait_for(
+        page,
+        "window.medmoeState.lastUpdate && window.medmoeState.lastUpdate.step === 1",
+        timeout=60_000,
     )
     session = next(iter(store._entries.values()))
     assert session.steps[-1].points.tolist() == [[35.0, 20.0, 39.0]]
@@ -182,16 +189,18 @@ def test_page_without_token_asks_for_it_once(page, live_server):
     the token is typed the box goes and the API answers."""
     import httpx
 
-    url, _ = live_server
+    url, app = live_server
     page.evaluate("sessionStorage.clear()")
     page.goto(url)
+    if app.state.auth is None:  # nothing to ask for: the page and the API simply work
+        wait_for(page, "document.getElementById('login').hidden")
+        assert httpx.get(url + "api/info").status_code == 200
+        return
     page.wait_for_selector("#login", state="visible")
     assert httpx.get(url + "api/info").status_code == 401
     page.fill("#token-input", "wrong-token-wrong-token")
     page.click("#token-go")
-    wait_for(page,
-        "document.getElementById('login-message').textContent.includes('refused')"
-    )
+    wait_for(page, "document.getElementById('login-message').textContent.includes('refused')")
     page.fill("#token-input", TOKEN)
     page.click("#token-go")
     wait_for(page, "document.getElementById('login').hidden")

@@ -24,19 +24,41 @@ FG = [[30, 20, 25], [34, 22, 27]]  # IJK voxel indices of the scan as stored
 BG = [[38, 20, 40]]
 
 
-@pytest.fixture(scope="module")
-def live(bundle, tmp_path_factory):
+TOKEN = "monailabel-test-token-0123456789-abcdefghij"
+
+
+@pytest.fixture(scope="module", params=["open", "auth"])
+def live(request, bundle, tmp_path_factory):
+    """The server without authentication, and with ``--auth`` (the client then logs in as the
+    user ``token``, as Slicer's module would)."""
     from medmoe.moe import MoEPredictor, load_moe_bundle
     from medmoe.serve import ServeConfig, create_app
+    from medmoe.serve.auth import AuthConfig
 
     data = tmp_path_factory.mktemp("ml") / "data"
+    auth = AuthConfig(token=TOKEN) if request.param == "auth" else None
     app = create_app(
-        predictor=MoEPredictor(load_moe_bundle(bundle)), config=ServeConfig(data_dir=data)
+        predictor=MoEPredictor(load_moe_bundle(bundle)),
+        config=ServeConfig(data_dir=data),
+        auth=auth,
     )
     server, thread, url = start_server(app)
     yield url, app, data
     server.should_exit = True
     thread.join(timeout=10)
+
+
+def _client(url: str, app, **kw) -> MONAILabelClient:
+    """MONAI Label's client, logged in when the server needs it."""
+    client = MONAILabelClient(url, **kw)
+    assert client.auth_enabled() is (app.state.auth is not None)
+    if app.state.auth is not None:
+        client.update_auth(client.auth_token("token", TOKEN))
+    return client
+
+
+def _headers(app) -> dict:
+    return {"Authorization": f"Bearer {TOKEN}"} if app.state.auth is not None else {}
 
 
 def cli_segment(bundle, scan, fg, bg, out, capsys, box=None) -> tuple[np.ndarray, str]:
@@ -55,9 +77,8 @@ def cli_segment(bundle, scan, fg, bg, out, capsys, box=None) -> tuple[np.ndarray
 
 
 def test_info_lists_one_deepgrow_model(live):
-    url, *_ = live
-    client = MONAILabelClient(url)
-    assert not client.auth_enabled()
+    url, app, _ = live
+    client = _client(url, app)
     info = client.info()
     assert list(info["models"]) == [MODEL]
     model = info["models"][MODEL]
@@ -71,7 +92,7 @@ def test_upload_infer_matches_segment_and_reuses_the_embedding(
 ):
     url, app, _ = live
     assert nib.aff2axcodes(AFFINE) == ("L", "S", "A")  # not RAS: IJK must stay the file's own
-    client = MONAILabelClient(url, tmpdir=str(tmp_path))
+    client = _client(url, app, tmpdir=str(tmp_path))
     assert client.upload_image(str(scan_path), image_id="case 1") == {"image": "case 1"}
     assert "case 1" in client.datastore()["objects"]
     engine = app.state.store.engine
@@ -110,8 +131,8 @@ def test_upload_infer_matches_segment_and_reuses_the_embedding(
 
 
 def test_save_label_then_download_unchanged(live, scan_path, tmp_path):
-    url, *_ = live
-    client = MONAILabelClient(url, tmpdir=str(tmp_path))
+    url, app, _ = live
+    client = _client(url, app, tmpdir=str(tmp_path))
     client.upload_image(str(scan_path), image_id="case 2")
     result, _ = client.infer(MODEL, "case 2", {"foreground": FG[:1]})
     edited = np.asarray(nib.load(result).dataobj).copy()
@@ -129,8 +150,8 @@ def test_save_label_then_download_unchanged(live, scan_path, tmp_path):
 
 
 def test_sessions_hold_a_temporary_image(live, scan_path, tmp_path):
-    url, _, data = live
-    client = MONAILabelClient(url, tmpdir=str(tmp_path))
+    url, app, data = live
+    client = _client(url, app, tmpdir=str(tmp_path))
     sid = client.create_session(str(scan_path))["session_id"]
     assert re.fullmatch(r"[0-9a-f]{32}", sid) and client.get_session(sid)["name"] == sid
     assert (data / "monailabel-sessions" / sid).is_dir()
@@ -146,14 +167,14 @@ def test_sessions_hold_a_temporary_image(live, scan_path, tmp_path):
     assert err.value.status_code == 404
 
 
-def _put(url, path, *, filename, params="{}", field="file"):
+def _put(url, path, *, filename, params="{}", field="file", headers=None):
     files = {field: (filename, b"x" if path is None else path.read_bytes())}
-    return httpx.put(url, files=files, data={"params": params})
+    return httpx.put(url, files=files, data={"params": params}, headers=headers)
 
 
 def test_traversal_and_bad_requests_get_4xx(live, scan_path, tmp_path):
-    url, _, data = live
-    client = MONAILabelClient(url, tmpdir=str(tmp_path))
+    url, app, data = live
+    client = _client(url, app, tmpdir=str(tmp_path))
     client.upload_image(str(scan_path), image_id="case 4")
     for bad_id in ("../../escape", "..", ".hidden", "a/b", "a\\b"):
         with pytest.raises(ClientError, match="Status: 400"):
@@ -165,11 +186,19 @@ def test_traversal_and_bad_requests_get_4xx(live, scan_path, tmp_path):
         with pytest.raises(ClientError) as err:
             client.download_label(label, tag)
         assert 400 <= err.value.status_code < 500
-    r = _put(url + "/datastore/?image=ok", scan_path, filename="../../x.nii.gz")
+    r = _put(
+        url + "/datastore/?image=ok", scan_path, filename="../../x.nii.gz", headers=_headers(app)
+    )
     assert r.status_code == 400 and "'..'" in r.json()["detail"]
-    r = _put(url + "/datastore/?image=ok", scan_path, filename="x.nii.gz", params="[1]")
+    r = _put(
+        url + "/datastore/?image=ok",
+        scan_path,
+        filename="x.nii.gz",
+        params="[1]",
+        headers=_headers(app),
+    )
     assert r.status_code == 400 and "params" in r.json()["detail"]
-    r = _put(url + "/datastore/?image=ok", None, filename="x.nii.gz")
+    r = _put(url + "/datastore/?image=ok", None, filename="x.nii.gz", headers=_headers(app))
     assert r.status_code == 415
     for params, message in [
         ({"foreground": [[1, 2]]}, "foreground must be"),
@@ -182,7 +211,7 @@ def test_traversal_and_bad_requests_get_4xx(live, scan_path, tmp_path):
         assert message in err.value.msg
     with pytest.raises(ClientError, match="Status: 404"):
         client.infer("other", "case 4", {"foreground": FG[:1]})
-    r = httpx.get(url + "/session/..%2F..%2Fetc")
+    r = httpx.get(url + "/session/..%2F..%2Fetc", headers=_headers(app))
     assert 400 <= r.status_code < 500
     # every file lies under the data folder, named by the server (hash of the id), none by a client
     names = [p.name for p in (data / "monailabel" / "images").iterdir()]
@@ -192,8 +221,8 @@ def test_traversal_and_bad_requests_get_4xx(live, scan_path, tmp_path):
 
 def test_roi_is_a_box_prompt_as_segment_box(live, bundle, scan_path, tmp_path, capsys):
     """Slicer's ``roi`` ([i1, i2, j1, j2, k1, k2], pairs in any order) is ``--box``."""
-    url, *_ = live
-    client = MONAILabelClient(url, tmpdir=str(tmp_path))
+    url, app, _ = live
+    client = _client(url, app, tmpdir=str(tmp_path))
     client.upload_image(str(scan_path), image_id="case 5")
     roi = [40, 20, 10, 30, 40, 20]  # i from 40 down to 20: corners taken from RAS
     result, reply = client.infer(MODEL, "case 5", {"foreground": FG[:1], "roi": roi})
