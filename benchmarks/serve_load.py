@@ -65,6 +65,7 @@ def start_server(args, tmp: Path) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     cmd = [sys.executable, "-m", "medmoe", "serve", *model, "--port", str(port)]
     cmd += ["--data-dir", str(tmp / "data"), "--max-sessions", str(args.sessions + 1)]
+    cmd += ["--max-uploads", str(args.sessions)]  # every session uploads at once
     proc = subprocess.Popen(cmd, env=env)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
