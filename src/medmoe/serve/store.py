@@ -248,7 +248,9 @@ class SessionStore(ExpiringStore[Session]):
             ext = sniff_nifti(head)
             path = part.rename(directory / f"upload{ext}")
             limit = self.config.max_volume_bytes
-            volume = await asyncio.to_thread(self._load, sid, path, ext=ext, shown=name, limit=limit)
+            volume = await asyncio.to_thread(
+                self._load, sid, path, ext=ext, shown=name, limit=limit
+            )
             session = await asyncio.to_thread(
                 Session, id=sid, directory=directory, volume=volume, name=name, engine=self.engine
             )
