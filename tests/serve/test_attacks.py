@@ -236,6 +236,8 @@ def test_concurrent_uploads_are_bounded(bundle, tmp_path, scan_path):
     ).encode()
     slow = []
     try:
+        with server.client() as http:
+            assert _put_image(http, "case", scan_path.read_bytes()).status_code == 200
         for _ in range(2):  # two uploads that never finish arriving
             s = socket.create_connection(("127.0.0.1", server.port))
             s.sendall(head + bytes(1000))
@@ -244,6 +246,11 @@ def test_concurrent_uploads_are_bounded(bundle, tmp_path, scan_path):
         with server.client() as http:
             r = http.post("/api/sessions", params={"filename": "b.nii.gz"}, content=b"x" * 100)
             assert r.status_code == 503 and "--max-uploads" in r.json()["detail"], r.text
+            assert _put_session(http, scan_path.read_bytes(), "s.nii.gz").status_code == 503
+            headers, body = form([("params", None, b'{"foreground": [[30, 20, 25]]}')])
+            r = http.post("/infer/medmoe_moe", params={"image": "case", "output": "json"},
+                          content=body, headers=headers)  # fmt: skip
+            assert r.status_code == 200, r.text  # clicks are not uploads: never refused here
             for s in slow:
                 s.close()
             slow.clear()

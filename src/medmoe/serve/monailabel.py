@@ -201,7 +201,7 @@ def _infer_routes(
         ``result_compress`` (``false``: raw NRRD)."""
         if model != name:
             raise HTTPException(404, f"no model {model!r} (this server has {name!r})")
-        async with uploads.form(request) as parts:
+        async with uploads.form(request, params_only=True) as parts:
             params = form_params(parts)
         return await run_in_threadpool(run, params, image, session_id, output)
 

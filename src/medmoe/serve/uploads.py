@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import shutil
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import Request
 
 from medmoe.serve.budget import UploadSlots
-from medmoe.serve.multipart import Part, read_form
+from medmoe.serve.multipart import read_form
+
+PARAMS_LIMIT = 2 << 20  # an /infer body: its params field (1 MiB at most) and the framing
 
 
 class Uploads:
@@ -28,9 +29,12 @@ class Uploads:
         self.root.mkdir(parents=True)
 
     @contextlib.asynccontextmanager
-    async def form(self, request: Request) -> AsyncIterator[dict[str, Part]]:
-        """The request's parts; file parts lie in a scratch folder deleted on exit."""
-        with self.slots.slot():
+    async def form(self, request: Request, *, params_only: bool = False):
+        """The request's parts; file parts lie in a scratch folder deleted on exit.
+        ``params_only`` (``/infer``: a few clicks of JSON) takes no upload slot, so that clicks
+        are never refused while scans arrive, and allows :data:`PARAMS_LIMIT` bytes only."""
+        slot = contextlib.nullcontext() if params_only else self.slots.slot()
+        with slot:
             directory = self.root / uuid.uuid4().hex
             directory.mkdir()
             try:
@@ -39,7 +43,7 @@ class Uploads:
                     content_type=request.headers.get("content-type"),
                     declared=request.headers.get("content-length"),
                     directory=directory,
-                    limit=self.limit,
+                    limit=PARAMS_LIMIT if params_only else self.limit,
                 )
             finally:
                 shutil.rmtree(directory, ignore_errors=True)
