@@ -19,14 +19,34 @@ def run(args: argparse.Namespace) -> int:
     import medmoe
     from medmoe.sam3d import SAM3D_CONFIGS
 
-    device = "cuda (" + torch.cuda.get_device_name(0) + ")" if torch.cuda.is_available() else "cpu"
     print(f"medmoe   {medmoe.__version__}")
     print(f"python   {platform.python_version()}")
     print(f"torch    {torch.__version__} (threads: {torch.get_num_threads()})")
     print(f"monai    {monai.__version__}")
     print(f"numpy    {numpy.__version__}")
-    print(f"device   {device}")
+    for line in torch_lines(torch):
+        print(line)
     print("models:")
     for name, cfg in SAM3D_CONFIGS.items():
         print(f"  {name:<14} {cfg.describe()}")
     return 0
+
+
+def torch_lines(torch) -> list[str]:
+    """What torch was built for and which devices it sees: the lines a GPU user checks first
+    (a CPU build on a GPU machine shows here as ``build cpu`` with ``devices cpu``)."""
+    cuda = torch.version.cuda
+    build = f"CUDA {cuda}" if cuda else "cpu"
+    if cuda and torch.backends.cudnn.is_available():
+        build += f", cuDNN {torch.backends.cudnn.version()}"
+    lines = [f"build    {build}"]
+    count = torch.cuda.device_count() if cuda else 0
+    if count == 0:
+        why = " (CUDA build, but no GPU is visible)" if cuda else ""
+        return [*lines, f"devices  cpu{why}"]
+    for i in range(count):
+        props = torch.cuda.get_device_properties(i)
+        gib = props.total_memory / 2**30
+        lines.append(f"devices  cuda:{i} {props.name} ({gib:.0f} GiB)" if i == 0 else
+                     f"         cuda:{i} {props.name} ({gib:.0f} GiB)")  # fmt: skip
+    return lines
