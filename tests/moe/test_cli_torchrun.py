@@ -37,7 +37,7 @@ def run_cli(*args, env=None, torchrun=False):
             "-m",
             "torch.distributed.run",
             "--nproc_per_node=2",
-            "--master_port=29517",
+            "--standalone",  # a local rendezvous on a free port: never a fixed one
             "-m",
             "medmoe",
             *args,

@@ -18,7 +18,7 @@ def torchrun(*args, env=None):
         "-m",
         "torch.distributed.run",
         "--nproc_per_node=2",
-        "--master_port=29531",
+        "--standalone",  # a local rendezvous on a free port: never a fixed one
         "-m",
         "medmoe",
         *args,
