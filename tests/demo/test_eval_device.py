@@ -33,3 +33,35 @@ def test_click_loop_builds_prompts_on_the_device(prompt):
     assert traj.mask.shape == gt.shape and not traj.mask.any()
     want = 1 if prompt == "box" else 2 * 3  # a box once; coordinates and labels at 3 clicks
     assert seen == ["meta"] * want
+
+
+class _CudaLike:
+    """A tensor as CUDA holds one, for ``prompt_key``: ``.numpy()`` refuses, as torch does for a
+    device tensor, and ``.cpu()`` gives the values."""
+
+    def __init__(self, t):
+        self.t = t
+
+    def detach(self):
+        return self
+
+    def contiguous(self):
+        return self
+
+    def cpu(self):
+        return self.t.cpu()
+
+    def numpy(self):
+        raise TypeError("can't convert cuda:0 device type tensor to numpy")
+
+
+def test_prompt_keys_of_device_tensors_equal_those_of_host_tensors():
+    import torch
+
+    from medmoe.demo.evaluate import prompt_key
+
+    pts, labels = torch.tensor([[[3.0, 4.0, 5.0]]]), torch.tensor([[1]])
+    logits = torch.randn(1, 1, 32, 32, 32)
+    on_host = prompt_key((pts, labels), None, logits)
+    assert prompt_key((_CudaLike(pts), _CudaLike(labels)), None, _CudaLike(logits)) == on_host
+    assert prompt_key((pts, labels), None, logits + 1) != on_host

@@ -76,7 +76,8 @@ def prompt_key(points, boxes, mask_input) -> bytes:
     for name, t in (("p", points[0] if points else None), ("l", points[1] if points else None),
                     ("b", boxes), ("m", mask_input)):  # fmt: skip
         if t is not None:
-            h.update(name.encode() + t.detach().contiguous().numpy().tobytes())
+            # .cpu(): on a GPU the prompt lives on the device (a few points and 32^3 logits)
+            h.update(name.encode() + t.detach().cpu().contiguous().numpy().tobytes())
     return h.digest()
 
 
