@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 
 import torch
@@ -21,11 +22,9 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     if not _PATTERN.match(spec):
         raise InputError(f"--device must be auto, cpu, cuda or cuda:N, got {spec!r}")
     if spec == "auto":
-        return (
-            torch.device("cuda", torch.cuda.current_device())
-            if torch.cuda.is_available()
-            else torch.device("cpu")
-        )
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        spec = "cuda"
     dev = torch.device(spec)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
@@ -33,6 +32,12 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
                 f"--device {spec}: no CUDA device is available (torch {torch.__version__})"
             )
         index = 0 if dev.index is None else dev.index
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            # under torchrun every process takes the GPU of its LOCAL_RANK, whenever the device
+            # is resolved (before the process group exists too): never all of them cuda:0
+            index = int(os.environ.get("LOCAL_RANK", "0"))
+        elif dev.index is None:
+            index = torch.cuda.current_device()
         if index >= torch.cuda.device_count():
             raise InputError(
                 f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here"
