@@ -55,3 +55,24 @@ def test_info_prints_the_build(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "build    " in out and "devices  " in out
+
+
+def test_the_command_tears_down_a_process_group_it_opened(tmp_path, monkeypatch):
+    """A subcommand that opened a (gloo, one-process) group leaves none behind at exit."""
+    import argparse
+
+    import torch.distributed as dist
+
+    from medmoe.cli import main as cli_main
+
+    def opens_a_group(args):
+        dist.init_process_group(
+            backend="gloo", init_method=f"file://{tmp_path / 'rdzv'}", rank=0, world_size=1
+        )
+        return 0
+
+    parser = argparse.ArgumentParser()
+    parser.set_defaults(func=opens_a_group, command="fake")
+    monkeypatch.setattr(cli_main, "build_parser", lambda: parser)
+    assert cli_main.main([]) == 0
+    assert not dist.is_initialized()
