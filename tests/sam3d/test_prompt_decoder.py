@@ -87,3 +87,20 @@ def test_decoder_output_is_first_mask_token_and_multimask_the_rest():
     assert single.shape == (1, 1, 32, 32, 32) and multi.shape == (1, 3, 32, 32, 32)
     assert iou1.shape == (1, 1) and iou3.shape == (1, 3)
     assert (single - multi[:, :1]).abs().max() > 1e-4  # token 0 is not token 1
+
+
+def test_positional_encoding_is_float32_under_bf16_autocast():
+    """The Fourier encoding's phases reach tens of radians: in bf16 the dense encoding was off
+    by up to ~0.15. Under autocast it must equal the float32 encoding (float32 rounding only)."""
+    from medmoe.sam3d.prompt_encoder import PositionEmbeddingRandom3D
+
+    torch.manual_seed(0)
+    pe = PositionEmbeddingRandom3D(64)
+    exact = pe((8, 8, 8))
+    coords = torch.rand(1, 5, 3) * 128
+    exact_pts = pe.forward_with_coords(coords, (128, 128, 128))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        dense = pe((8, 8, 8))
+        pts = pe.forward_with_coords(coords, (128, 128, 128))
+    assert dense.dtype == torch.float32 and pts.dtype == torch.float32
+    assert (dense - exact).abs().max() < 1e-6 and (pts - exact_pts).abs().max() < 1e-6

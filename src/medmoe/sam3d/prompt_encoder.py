@@ -7,6 +7,7 @@ published model.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -27,9 +28,19 @@ class PositionEmbeddingRandom3D(nn.Module):
         self.register_buffer("positional_encoding_gaussian_matrix", torch.randn(3, num_pos_feats))
 
     def _encode(self, coords: Tensor) -> Tensor:
-        coords = (2 * coords - 1) @ self.positional_encoding_gaussian_matrix
-        coords = 2 * math.pi * coords
-        return torch.cat([torch.sin(coords), torch.cos(coords), torch.sin(coords)], dim=-1)
+        # in float32 even under bf16 autocast: 2 pi times a projection of |u| up to ~10 is a
+        # phase of tens of radians, which bf16's 8 bits turn into errors of order 0.1
+        kind = coords.device.type
+        off = (
+            torch.autocast(device_type=kind, enabled=False)
+            if kind in ("cuda", "cpu")
+            else contextlib.nullcontext()
+        )
+        with off:
+            g = self.positional_encoding_gaussian_matrix
+            coords = (2 * coords.to(g.dtype) - 1) @ g
+            coords = 2 * math.pi * coords
+            return torch.cat([torch.sin(coords), torch.cos(coords), torch.sin(coords)], dim=-1)
 
     def forward(self, size: tuple[int, int, int]) -> Tensor:
         """Dense encoding of a grid: ``(C, X, Y, Z)``.
