@@ -303,12 +303,17 @@ def test_points_per_prompt_are_capped(plain_server, scan_path):
 def test_steps_per_session_are_capped(plain_server, scan_path):
     with plain_server.client() as http:
         sid = _viewer_session(http, scan_path.read_bytes())
+        assert http.post(f"/api/sessions/{sid}/prompts", json={"points": [[30, 20, 25]]})
+        assert http.post(f"/api/sessions/{sid}/undo").status_code == 200
+        before = plain_server.reset_peak()  # the crop's embedding is cached from here on
         for n in range(100):
             point = [30 + n % 3, 20 + n % 2, 25]
             r = http.post(f"/api/sessions/{sid}/prompts", json={"points": [point]})
             assert r.status_code == 200, (n, r.text)
         r = http.post(f"/api/sessions/{sid}/prompts", json={"points": [[30, 20, 25]]})
         assert r.status_code == 400 and "steps" in r.json()["detail"], r.text
+        # a step keeps its packed mask and 32^3 logits (384 KiB), not the 2 MiB unpacked mask
+        assert plain_server.peak_growth_mb(before) < 100
         assert http.post(f"/api/sessions/{sid}/undo").status_code == 200  # the session lives on
         assert http.delete(f"/api/sessions/{sid}").status_code == 204
 
