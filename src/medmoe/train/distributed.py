@@ -74,20 +74,30 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def all_reduce_grads(module: nn.Module, ctx: DistContext) -> None:
     """Average, in place, the gradient of every trainable parameter over all processes (a
-    parameter without a gradient on some rank counts as a zero gradient there)."""
+    parameter without a gradient on some rank counts as a zero gradient there). A parameter
+    that no rank gave a gradient (an expert nobody's routing chose) ends with ``grad = None``
+    on every rank, so the optimizer skips it, weight decay and momentum included, exactly as a
+    single process does."""
     if not ctx.distributed:
         return
     params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        return
+    used = [p.grad is not None for p in params]
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    flags = torch.tensor(used, dtype=params[0].grad.dtype, device=params[0].grad.device)
+    flat = torch.cat([p.grad.reshape(-1) for p in params] + [flags])  # one all_reduce for both
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     flat /= ctx.world_size
     offset = 0
-    for p in params:
+    for p, anyone in zip(params, flat[-len(params) :].tolist(), strict=True):
         n = p.numel()
-        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+        if anyone > 0:
+            p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+        else:
+            p.grad = None
         offset += n
 
 
