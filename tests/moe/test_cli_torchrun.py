@@ -69,12 +69,14 @@ def _ok(r) -> None:
 def _train_expert(root: Path) -> None:
     r = run_cli(
         "expert", "train", "--name", "boxes", "--dataset", str(root / "ds"), "--labels", "box",
-        "--base", str(root / "base.pth"), "--out", str(root / "expert"), "--epochs", "1",
-        "--clicks", "1",
+        "--base", str(root / "base.pth"), "--out", str(root / "expert"), "--epochs", "2",
+        "--clicks", "1", "--keep-checkpoints", "1",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert (root / "expert" / "expert.json").is_file()
     assert (root / "expert" / "decoder.safetensors").is_file()
+    kept = sorted(p.name for p in (root / "expert" / "checkpoints").iterdir())
+    assert kept == ["checkpoint_epoch0001.pt"]  # --keep-checkpoints 1: the latest only
 
 
 def _train_moe_under_torchrun(root: Path, common: list[str]) -> None:

@@ -55,6 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--crops-per-target", type=positive_int, default=2)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", action="store_true")
+    t.add_argument(
+        "--keep-checkpoints",
+        type=positive_int,
+        metavar="N",
+        help="keep only the latest N epoch checkpoints (default: all; --resume needs one)",
+    )
     add_device_arg(t)
     t.set_defaults(func=run_train)
     a = actions.add_parser(
@@ -139,6 +145,7 @@ def run_train(args: argparse.Namespace) -> int:
         out_dir=args.out,
         config=cfg,
         resume=args.resume,
+        keep_checkpoints=args.keep_checkpoints,
         base_checkpoint=args.base,
         expert_dirs=dirs,
         device=device,

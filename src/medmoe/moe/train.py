@@ -206,6 +206,7 @@ class RunOptions(NamedTuple):
     resume: bool
     progress: bool
     desc: str  # the progress bar's label
+    keep_checkpoints: int | None = None  # the latest N epoch checkpoints stay; None: all
 
 
 def fit_clicks(
@@ -231,6 +232,7 @@ def fit_clicks(
         resume=run.resume,
         progress=run.progress,
         desc=run.desc,
+        keep_checkpoints=run.keep_checkpoints,
     )
 
 
@@ -253,6 +255,7 @@ def train_expert(
     resume: bool = False,
     progress: bool = True,
     device: torch.device | str = "auto",
+    keep_checkpoints: int | None = None,
 ) -> Path:
     """Finetune a copy of the base's mask decoder on one task; write the expert artifact."""
     ctx = dist_utils.init_distributed(device=device)
@@ -266,7 +269,7 @@ def train_expert(
         step=ExpertStep(base=base, clicks=config.clicks, box_prob=config.box_prob),
         data=train,
         config=config,
-        run=RunOptions(out_dir, ctx.device, resume, progress, f"expert {name}"),
+        run=RunOptions(out_dir, ctx.device, resume, progress, f"expert {name}", keep_checkpoints),
     )
     if ctx.is_main:
         val_dice = None
@@ -362,6 +365,7 @@ def train_moe(
     base_checkpoint: str | os.PathLike | None = None,
     expert_dirs: dict[str, Path] | None = None,
     device: torch.device | str = "auto",
+    keep_checkpoints: int | None = None,
 ) -> tuple[MoESam3D, dict]:
     """Train the gate (and optionally the top-1 expert); pick tau; write the bundle if asked."""
     ctx = dist_utils.init_distributed(device=device)
@@ -388,7 +392,7 @@ def train_moe(
         called=moe.gate,
         data=train,
         config=config,
-        run=RunOptions(out_dir, ctx.device, resume, progress, "gate"),
+        run=RunOptions(out_dir, ctx.device, resume, progress, "gate", keep_checkpoints),
     )
     dist_utils.dump_rank_weights(trainable, out_dir, "gate", ctx)
     report = _validate_moe(moe, val, config, ctx.device)
