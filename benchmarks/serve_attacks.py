@@ -33,6 +33,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from serve_load import wait_until_up  # run as `python benchmarks/serve_attacks.py`
+
 TARGET_S = 2.0
 TARGET_MB = 200.0
 
@@ -61,15 +63,8 @@ def start(args: list[str], env: dict | None = None) -> tuple[subprocess.Popen, s
     cmd = [sys.executable, "-m", "medmoe", "serve", "--port", str(port), *args]
     proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            httpx.get(url + "/auth/", timeout=1)
-            return proc, url
-        except httpx.HTTPError:
-            if proc.poll() is not None:
-                raise SystemExit("the server exited") from None
-            time.sleep(0.1)
-    raise SystemExit("the server did not start")
+    wait_until_up(proc, url + "/auth/")
+    return proc, url
 
 
 def proc_status(pid: int) -> dict[str, float]:

@@ -56,7 +56,6 @@ def make_scan(path: Path) -> tuple[int, int, int]:
 
 
 def start_server(args, tmp: Path) -> tuple[subprocess.Popen, str]:
-    import httpx
 
     model = ["--moe", str(args.moe)] if args.moe else ["--checkpoint", str(args.checkpoint)]
     with socket.socket() as s:
@@ -68,10 +67,18 @@ def start_server(args, tmp: Path) -> tuple[subprocess.Popen, str]:
     cmd += ["--max-uploads", str(args.sessions)]  # every session uploads at once
     proc = subprocess.Popen(cmd, env=env)
     url = f"http://127.0.0.1:{port}"
+    wait_until_up(proc, url + "/auth/")
+    return proc, url
+
+
+def wait_until_up(proc: subprocess.Popen, url: str) -> None:
+    """Poll ``url`` (a path every server answers without a token) for up to a minute."""
+    import httpx
+
     for _ in range(600):
         try:
-            httpx.get(url + "/api/info", timeout=1)
-            return proc, url
+            httpx.get(url, timeout=1)
+            return
         except httpx.HTTPError:
             if proc.poll() is not None:
                 raise SystemExit("the server exited") from None
