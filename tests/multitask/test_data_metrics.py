@@ -88,3 +88,66 @@ def test_synthetic_grades_follow_lesions():
         lesions = masks[:4].any(axis=(1, 2))
         assert (dr == 0) == (not lesions.any())
         assert (dme == 0) == (not masks[2].any())
+
+
+def test_a_byte_order_mark_in_the_grading_csv_is_read(tmp_path):
+    """Saved by a spreadsheet with a BOM, the first column was "\\ufeffImage name": every row
+    was skipped and training went on with segmentation only, without a word."""
+    fake_idrid(tmp_path)
+    csv_path = (
+        tmp_path
+        / "B. Disease Grading"
+        / "2. Groundtruths"
+        / ("a. IDRiD_Disease Grading_Training Labels.csv")
+    )
+    csv_path.write_bytes(b"\xef\xbb\xbf" + csv_path.read_bytes())
+    assert [(g.dr, g.dme) for g in grading_samples(tmp_path)] == [(3, 2), (0, 0)]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("Image name,Retinopathy grade\nIDRiD_001,3\n", "no 'Risk of macular edema ' column"),
+        (f"Image,Retinopathy grade,{DME_COLUMN}\nIDRiD_001,3,2\n", "no 'Image name' column"),
+        (f"Image name,Retinopathy grade,{DME_COLUMN}\n", "no graded images"),
+        (f"Image name,Retinopathy grade,{DME_COLUMN}\nIDRiD_001,three,2\n", "integer"),
+    ],
+)
+def test_a_grading_csv_without_what_it_needs_is_refused(tmp_path, text, message):
+    fake_idrid(tmp_path)
+    csv_path = (
+        tmp_path
+        / "B. Disease Grading"
+        / "2. Groundtruths"
+        / ("a. IDRiD_Disease Grading_Training Labels.csv")
+    )
+    csv_path.write_text(text)
+    with pytest.raises(InputError, match=message):
+        grading_samples(tmp_path)
+
+
+def test_missing_ground_truth_is_refused_and_missing_masks_are_said(tmp_path, caplog):
+    import shutil
+
+    fake_idrid(tmp_path)
+    with caplog.at_level("WARNING", logger="medmoe.multitask.idrid"):
+        segmentation_samples(tmp_path)
+    said = caplog.text
+    assert "SE masks missing for 2 images: treated as empty" in said
+    assert "MA masks missing for 1 images" in said and "OD masks missing for 1 images" in said
+    shutil.rmtree(tmp_path / "A. Segmentation" / "2. All Segmentation Groundtruths")
+    with pytest.raises(InputError, match="segmentation ground truth is missing"):
+        segmentation_samples(tmp_path)
+
+
+def test_the_cli_refuses_a_tree_without_ground_truth_in_one_line(tmp_path, capsys):
+    import shutil
+
+    from medmoe.cli.main import main
+
+    fake_idrid(tmp_path / "idrid")
+    shutil.rmtree(tmp_path / "idrid" / "A. Segmentation" / "2. All Segmentation Groundtruths")
+    argv = ["fundus", "train", "--data", str(tmp_path / "idrid"), "--out", str(tmp_path / "m")]
+    assert main(argv + ["--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "segmentation ground truth is missing" in err and len(err.splitlines()) == 1

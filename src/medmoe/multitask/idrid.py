@@ -19,6 +19,7 @@ masks or grades, never both.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -42,6 +43,7 @@ GRADE_CSV = {
     "test": "b. IDRiD_Disease Grading_Testing Labels.csv",
 }
 DME_COLUMN = "Risk of macular edema "  # sic: trailing space in the official file
+log = logging.getLogger(__name__)
 
 
 class SegSample(NamedTuple):
@@ -75,13 +77,22 @@ def segmentation_samples(root: str | os.PathLike, split: str = "train") -> list[
     gt_dir = root / "A. Segmentation" / "2. All Segmentation Groundtruths" / SPLITS[split]
     if not img_dir.is_dir():
         raise InputError(f"{root}: not an IDRiD folder (missing {img_dir})")
+    if not gt_dir.is_dir():  # every mask would silently be empty
+        raise InputError(f"{root}: the segmentation ground truth is missing ({gt_dir})")
     out = []
+    missing = dict.fromkeys(LESIONS, 0)
     for img in sorted(img_dir.glob("IDRiD_*.jpg")):
         masks = {}
         for lesion in LESIONS:
             p = gt_dir / LESION_DIRS[lesion] / f"{img.stem}_{lesion}.tif"
             masks[lesion] = p if p.is_file() else None
+            missing[lesion] += masks[lesion] is None
         out.append(SegSample(img, masks))
+    for lesion, n in missing.items():
+        if n:  # the official set has no SE masks for some images: say how many became empty
+            log.warning(
+                "IDRiD %s: %s masks missing for %d images: treated as empty", split, lesion, n
+            )
     return out
 
 
@@ -92,20 +103,36 @@ def grading_samples(root: str | os.PathLike, split: str = "train") -> list[Grade
     if not csv_path.is_file():
         raise InputError(f"{root}: not an IDRiD folder (missing {csv_path})")
     out = []
-    with open(csv_path, newline="") as fh:
+    # utf-8-sig: a file saved with a byte-order mark would name its first column
+    # "\ufeffImage name", and every row would be skipped without a word
+    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
-        if DME_COLUMN not in (reader.fieldnames or []):
-            raise InputError(f"{csv_path}: no {DME_COLUMN!r} column (found {reader.fieldnames})")
+        for column in ("Image name", "Retinopathy grade", DME_COLUMN):
+            if column not in (reader.fieldnames or []):
+                raise InputError(f"{csv_path}: no {column!r} column (found {reader.fieldnames})")
         for row in reader:
             name = (row.get("Image name") or "").strip()
             if not name:
                 continue
             out.append(
                 GradeSample(
-                    img_dir / f"{name}.jpg", int(row["Retinopathy grade"]), int(row[DME_COLUMN])
+                    img_dir / f"{name}.jpg",
+                    _grade(row, "Retinopathy grade", csv_path),
+                    _grade(row, DME_COLUMN, csv_path),
                 )
             )
+    if not out:
+        raise InputError(f"{csv_path}: no graded images in the file")
     return out
+
+
+def _grade(row: dict, column: str, csv_path: Path) -> int:
+    try:
+        return int(row[column])
+    except (TypeError, ValueError):
+        raise InputError(
+            f"{csv_path}: image {row.get('Image name')!r} has no integer {column.strip()!r}"
+        ) from None
 
 
 def load_rgb(path: Path, size: tuple[int, int]) -> np.ndarray:
