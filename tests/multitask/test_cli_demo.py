@@ -78,10 +78,13 @@ def test_evaluate_and_bad_inputs(trained, tmp_path, capsys):
         == 0
     )
     printed = capsys.readouterr().out
-    assert "split: test" in printed and "dr_kappa" in printed and "MA_aupr" in printed
+    # validation unless the test split is asked for: nothing is tuned on test by default
+    assert "split: val" in printed and "dr_kappa" in printed and "MA_aupr" in printed
     assert "mean experts used" in printed
     metrics = json.loads((tmp_path / "m.json").read_text())
-    assert metrics["split"] == "test" and 0 <= metrics["OD_dice"] <= 1
+    assert metrics["split"] == "val" and 0 <= metrics["OD_dice"] <= 1
+    test_run = [*argv, "--seed", "1", "--synthetic-count", "4", "--split", "test"]
+    assert main(test_run) == 0 and "split: test" in capsys.readouterr().out
     saved = json.loads((trained / "config.json").read_text())
     assert saved["mean"] == [0.485, 0.456, 0.406] and saved["std"] == [0.229, 0.224, 0.225]
     bad = tmp_path / "x.jpg"

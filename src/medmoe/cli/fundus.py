@@ -103,7 +103,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a model folder written by 'medmoe fundus train'",
     )  # fmt: skip
     _data_args(e)
-    e.add_argument("--split", choices=("train", "val", "test"), default="test", help=SPLIT_HELP)
+    e.add_argument(
+        "--split",
+        choices=("train", "val", "test"),
+        default="val",  # the test split only when asked for: choices are made on val
+        help=SPLIT_HELP + "; default val",
+    )
     e.add_argument("--batch-size", type=positive_int, default=8)
     e.add_argument("--dense", action="store_true", help="run every expert (default: top-p)")
     e.add_argument("--out", type=Path, help="also write the metrics to this JSON file")
