@@ -103,3 +103,20 @@ def test_cli_offers_exactly_the_augmentations():
     assert build_parser().parse_args(argv).augment == "report"
     for name in AUGMENTS:
         assert build_parser().parse_args([*argv, "--augment", name]).augment == name
+
+
+@pytest.mark.parametrize("size", [(48, 64), (128, 192)])
+def test_one_pixel_dots_survive_the_report_ranges(size):
+    """The measurement the module docstring states: 30 draws of the report's augmentation, a
+    one-pixel dot in the central half of the image each time, none lost."""
+    rng = np.random.default_rng(0)
+    lost = 0
+    for index in range(30):
+        masks = torch.zeros((1, *size), dtype=torch.bool)
+        y = rng.integers(size[0] // 4, 3 * size[0] // 4)
+        x = rng.integers(size[1] // 4, 3 * size[1] // 4)
+        masks[0, y, x] = True
+        aug = Augmenter(config=AugmentConfig(), size=size, seed=1)
+        _, out = aug(torch.zeros((3, *size)), masks, epoch=0, index=index)
+        lost += int(out.sum() == 0)
+    assert lost == 0

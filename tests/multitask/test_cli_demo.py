@@ -144,3 +144,30 @@ def test_demo_fundus_quick(tmp_path):
     assert "| Model | RG acc | MER acc | MA IoU / Dice |" in text and "MA AUPR" in text
     results = json.loads((tmp_path / "d" / "results.json").read_text())
     assert set(results["Single-task DeepLabV3+ segmenter"]) == {"val", "test", "seconds"}
+
+
+def test_routing_options_reach_the_saved_configs(tmp_path, monkeypatch):
+    """--aux-l1/--aux-entropy/--aux-balance and --no-renormalize go into the configs saved
+    with the model; their defaults are the library's."""
+    from dataclasses import asdict
+
+    import medmoe.multitask.train as train_module
+    from medmoe.multitask.losses import AuxWeights
+    from medmoe.multitask.model import MultiTaskConfig
+
+    seen = {}
+
+    def capture(*, model_config, config, **kw):
+        seen["model"], seen["train"] = model_config, config
+        raise KeyboardInterrupt  # stop before any training: the configs are what is checked
+
+    monkeypatch.setattr(train_module, "train_fundus", capture)
+    base = ["fundus", "train", "--data", "synthetic", "--out", str(tmp_path / "m")]
+    base += ["--synthetic-count", "2", "--size", "32,48"]
+    assert main(base) == 130
+    assert seen["train"].aux == asdict(AuxWeights()) and seen["model"].renormalize
+    assert seen["model"].renormalize is MultiTaskConfig().renormalize
+    flags = ["--aux-l1", "0.1", "--aux-entropy", "0", "--aux-balance", "0.05", "--no-renormalize"]
+    assert main([*base, *flags]) == 130
+    assert seen["train"].aux == asdict(AuxWeights(l1=0.1, entropy=0.0, balance=0.05))
+    assert seen["model"].renormalize is False

@@ -86,8 +86,24 @@ def _train_parser(actions) -> None:
         default="report",
         help="report: flip, rotation, rescaling, translation, contrast, blur (default)",
     )
+    _routing_args(t)
     t.add_argument("--resume", action="store_true")
     t.set_defaults(func=run_train)
+
+
+def _routing_args(t: argparse.ArgumentParser) -> None:
+    """The gate's auxiliary losses (defaults: medmoe.multitask.losses.AuxWeights) and top-p's
+    renormalisation, so that a routing ablation needs no code."""
+    t.add_argument("--aux-l1", type=nonneg_float, default=0.0, help="L1 sparsity weight")
+    t.add_argument("--aux-entropy", type=nonneg_float, default=0.01, help="entropy weight")
+    t.add_argument("--aux-balance", type=nonneg_float, default=0.01, help="load-balance weight")
+    t.add_argument(
+        "--no-renormalize",
+        dest="renormalize",
+        action="store_false",
+        help="keep the kept experts' raw probabilities as weights (DynMoE) instead of "
+        "renormalising them to sum to 1",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -127,8 +143,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from medmoe.multitask.artifact import save_fundus_model
     from medmoe.multitask.data import load_split
+    from medmoe.multitask.losses import AuxWeights
     from medmoe.multitask.model import MultiTaskConfig
     from medmoe.multitask.train import FundusTrainConfig, plot_curves, train_fundus
     from medmoe.utils.device import resolve_device
@@ -145,7 +164,9 @@ def run_train(args: argparse.Namespace) -> int:
         backbone_width=args.backbone_width,
         head_width=args.head_width,
         image_size=args.size,
+        renormalize=args.renormalize,
     )
+    aux = AuxWeights(l1=args.aux_l1, entropy=args.aux_entropy, balance=args.aux_balance)
     config = FundusTrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -155,6 +176,7 @@ def run_train(args: argparse.Namespace) -> int:
         expert_loss=args.expert_loss,
         augment=args.augment,
         seed=args.seed,
+        aux=asdict(aux),
     )
     model, history = train_fundus(
         model_config=mc,
