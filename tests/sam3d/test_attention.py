@@ -134,3 +134,49 @@ def test_encoder_with_gradients_equals_inference_path():
     graded.square().sum().backward()
     for blk in encoder.blocks:
         assert blk.attn.rel_pos_h.grad is not None and blk.attn.rel_pos_h.grad.abs().sum() > 0
+
+
+def _shell_mass_brute_force(a, b, c, n: int, grid: int) -> torch.Tensor:
+    """``log sum exp(a[w'] + b[d', w'] + c[h', w'])`` over every padding key, enumerated."""
+    full = (
+        a[:, :, :, :, None, None, :]  # [d, h, w, ., ., w']
+        + b[:, :, :, None, :, None, :]  # [d, h, ., d', ., w']
+        + c[:, :, :, None, None, :, :]  # [d, h, ., ., h', w']
+    )
+    padding = torch.ones(grid, grid, grid, dtype=torch.bool)
+    padding[:n, :n, :n] = False
+    return torch.logsumexp(full[..., padding], dim=-1).reshape(a.shape[0], n**3)
+
+
+def _terms(n: int, grid: int, dtype, padding_logit: float = 0.0):
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(2, n, n, n, grid, generator=g, dtype=dtype)
+    b = torch.randn(2, n, n, grid, grid, generator=g, dtype=dtype)
+    c = torch.randn(2, n, n, grid, grid, generator=g, dtype=dtype)
+    a[..., n:] += padding_logit  # keys with w' >= n
+    b[:, :, :, n:] += padding_logit  # keys with d' >= n
+    c[:, :, :, n:] += padding_logit  # keys with h' >= n
+    return a, b, c
+
+
+def test_padding_key_bias_is_the_log_mass_of_the_padding_keys():
+    from medmoe.sam3d.rel_pos import padding_key_bias
+
+    a, b, c = _terms(3, 5, torch.float64)
+    torch.testing.assert_close(
+        padding_key_bias(a, b, c, 3, 5), _shell_mass_brute_force(a, b, c, 3, 5), rtol=1e-12, atol=0
+    )
+
+
+def test_padding_key_bias_stays_finite_when_the_real_keys_dominate():
+    """Once the real keys carry nearly all the mass, ``log(S_all - S_real)`` computed by
+    subtraction rounds to log(0) in float32: -inf, with a NaN gradient (what stopped the demo's
+    long pretraining). The shell sum gives the float64 answer and a finite gradient."""
+    from medmoe.sam3d.rel_pos import padding_key_bias
+
+    a, b, c = (t.requires_grad_() for t in _terms(3, 5, torch.float32, padding_logit=-40.0))
+    out = padding_key_bias(a, b, c, 3, 5)
+    out.sum().backward()
+    want = _shell_mass_brute_force(*(t.detach().double() for t in (a, b, c)), 3, 5)
+    torch.testing.assert_close(out.double(), want, rtol=1e-5, atol=1e-4)
+    assert all(torch.isfinite(t.grad).all() for t in (a, b, c))

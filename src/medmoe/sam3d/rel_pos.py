@@ -70,27 +70,38 @@ def bias_terms(
     return a, b, c
 
 
-def log_bias_mass(a: Tensor, b: Tensor, c: Tensor, m: int) -> Tensor:
-    """``log sum_{d', h', w' < m} exp(bias)`` for every real query: ``(BH, n, n, n)``.
+def box_log_mass(a: Tensor, b: Tensor, c: Tensor, *, w: slice, d: slice, h: slice) -> Tensor:
+    """``log sum exp(bias)`` over the keys ``(d', h', w')`` of one box, for every real query:
+    ``(BH, n, n, n)``.
 
     The sum factorises as ``sum_w' exp(a[w']) * (sum_d' exp(b[d', w'])) * (sum_h' exp(c[h', w']))``
     and is evaluated in log space.
     """
-    lb = torch.logsumexp(b[:, :, :, :m, :m], dim=3)  # (BH, n, n, w')
-    lc = torch.logsumexp(c[:, :, :, :m, :m], dim=3)
-    return torch.logsumexp(a[..., :m] + (lb + lc)[:, :, :, None, :], dim=-1)
+    lb = torch.logsumexp(b[:, :, :, d, w], dim=3)  # (BH, n, n, w')
+    lc = torch.logsumexp(c[:, :, :, h, w], dim=3)
+    return torch.logsumexp(a[..., w] + (lb + lc)[:, :, :, None, :], dim=-1)
 
 
 def padding_key_bias(a: Tensor, b: Tensor, c: Tensor, n: int, grid: int) -> Tensor:
     """Bias of the one virtual key that stands for all padding keys: ``(BH, n^3)``.
 
     Every padding key has key ``b_k`` and value ``b_v``, so together they act as one key ``b_k``
-    with value ``b_v`` whose additive logit is ``log(S_all - S_real)``, the log of the bias mass
-    over the padded box minus that over the real box.
+    with value ``b_v`` whose additive logit is the log of the bias mass over the padding keys:
+    the padded box minus the real one. That shell is summed directly as three disjoint boxes
+    (``w' >= n``; ``w' < n, d' >= n``; ``w' < n, d' < n, h' >= n``). Subtracting the real mass
+    from the whole box's, ``log(S_all) + log1p(-S_real / S_all)``, is the same number in exact
+    arithmetic, but once training makes the real keys' mass dominate, the ratio rounds to 1:
+    the bias becomes -inf and its gradient NaN (the demo's long pretraining diverged so).
     """
-    log_all = log_bias_mass(a, b, c, grid)
-    log_real = log_bias_mass(a, b, c, n)
-    out = log_all + torch.log1p(-torch.exp(log_real - log_all))
+    real, pad, every = slice(0, n), slice(n, grid), slice(0, grid)
+    shell = torch.stack(
+        [
+            box_log_mass(a, b, c, w=pad, d=every, h=every),
+            box_log_mass(a, b, c, w=real, d=pad, h=every),
+            box_log_mass(a, b, c, w=real, d=real, h=pad),
+        ]
+    )
+    out = torch.logsumexp(shell, dim=0)
     return out.reshape(out.shape[0], n**3)
 
 
