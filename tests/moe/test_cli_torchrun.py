@@ -3,6 +3,7 @@ processes (gloo on CPU): both ranks must hold identical gate weights, and --resu
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -75,8 +76,10 @@ def _train_expert(root: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert (root / "expert" / "expert.json").is_file()
     assert (root / "expert" / "decoder.safetensors").is_file()
-    kept = sorted(p.name for p in (root / "expert" / "checkpoints").iterdir())
+    kept = sorted(p.name for p in (root / "expert" / "checkpoints").glob("*.pt"))
     assert kept == ["checkpoint_epoch0001.pt"]  # --keep-checkpoints 1: the latest only
+    log = (root / "expert" / "checkpoints" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in log] == [0, 1]  # one line per epoch
 
 
 def _train_moe_under_torchrun(root: Path, common: list[str]) -> None:

@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
 def test_train_writes_model_and_curves(trained):
     assert (trained / "model.safetensors").is_file() and (trained / "config.json").is_file()
     assert (trained / "curves.png").read_bytes()[:4] == b"\x89PNG"
-    assert sorted(p.name for p in (trained / "checkpoints").iterdir()) == [
+    assert sorted(p.name for p in (trained / "checkpoints").glob("*.pt")) == [
         "checkpoint_epoch0000.pt",
         "checkpoint_epoch0001.pt",
     ]

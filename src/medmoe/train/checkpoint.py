@@ -127,3 +127,9 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     """The checkpoint of the highest epoch in ``run_dir``."""
     found = epoch_checkpoints(run_dir)
     return found[-1] if found else None
+
+
+def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> None:
+    """Delete all but the ``keep`` latest epoch checkpoints (after the newest is written)."""
+    for path in epoch_checkpoints(run_dir)[:-keep]:
+        path.unlink(missing_ok=True)

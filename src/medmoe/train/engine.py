@@ -20,10 +20,11 @@ import contextlib
 import json
 import math
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -33,12 +34,13 @@ from tqdm.auto import tqdm
 
 from medmoe.errors import InputError
 from medmoe.train import distributed as dist_utils
+from medmoe.train import guard
 from medmoe.train.amp import autocast
 from medmoe.train.checkpoint import (
     checkpoint_path,
-    epoch_checkpoints,
     latest_checkpoint,
     load_training_state,
+    prune_checkpoints,
     save_training_state,
 )
 from medmoe.train.schedule import SCHEDULES, lr_factor
@@ -56,6 +58,7 @@ class LoopConfig:
     grad_clip: float | None = None  # max gradient norm; None: no clipping
     seed: int = 0
     workers: int | None = None  # DataLoader workers; None: 4 on CUDA, 0 on CPU
+    nonfinite: str = "stop"  # at a NaN/inf loss term or gradient norm: stop | skip (the step)
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.batch_size < 1 or self.grad_accum < 1:
@@ -65,6 +68,8 @@ class LoopConfig:
             )
         if self.schedule not in SCHEDULES:
             raise InputError(f"unknown learning-rate schedule {self.schedule!r}; use {SCHEDULES}")
+        if self.nonfinite not in guard.NONFINITE:
+            raise InputError(f"nonfinite must be one of {guard.NONFINITE}, got {self.nonfinite!r}")
 
 
 @dataclass(frozen=True)
@@ -79,9 +84,18 @@ class StepContext:
 
 
 class Step(Protocol):
-    """One micro-batch to a scalar loss (called under autocast; the engine back-propagates)."""
+    """One micro-batch to a scalar loss, or to named scalar terms that the engine sums and checks
+    one by one (called under autocast; the engine back-propagates)."""
 
-    def __call__(self, batch: Any, ctx: StepContext) -> Tensor: ...
+    def __call__(self, batch: Any, ctx: StepContext) -> Tensor | Mapping[str, Tensor]: ...
+
+
+@runtime_checkable
+class EpochDataset(Protocol):
+    """A dataset whose samples depend on the epoch (on-the-fly augmentation): the engine calls
+    ``set_epoch`` before each epoch's loader is built, as for a ``DistributedSampler``."""
+
+    def set_epoch(self, epoch: int) -> None: ...
 
 
 BatchSamplerFactory = Callable[[int, dist_utils.DistContext], Iterable[list[int]]]
@@ -156,14 +170,18 @@ def _flat(config: Mapping, prefix: str = "") -> dict:
     return out
 
 
+# settings a resume may change: ``epochs`` (extending a finished run) and ``nonfinite`` (resuming
+# a run that stopped at a NaN with skipping switched on)
+RESUMABLE = ("epochs", "nonfinite")
+
+
 def _check_resume(saved: Mapping, config: Mapping, path: Path) -> None:
-    """Refuse a checkpoint written with another configuration; only ``epochs`` may change
-    (extending a finished run)."""
+    """Refuse a checkpoint written with another configuration, except for :data:`RESUMABLE`."""
     saved, config = _flat(saved), _flat(config)
     keys = sorted(
         k
         for k in set(saved) | set(config)
-        if saved.get(k) != config.get(k) and k.rsplit(".", 1)[-1] != "epochs"
+        if saved.get(k) != config.get(k) and k.rsplit(".", 1)[-1] not in RESUMABLE
     )
     if not keys:
         return
@@ -221,6 +239,7 @@ def fit(
     progress: bool = True,
     desc: str = "train",
     keep_checkpoints: int | None = None,
+    validate: Callable[[nn.Module], Mapping[str, float]] | None = None,
 ) -> list[dict]:
     """Train ``model`` (every trainable parameter lives in it; it is what checkpoints hold).
 
@@ -233,7 +252,10 @@ def fit(
     instead of the default shuffled ``DistributedSampler``. ``extra_state``: objects with
     ``state_dict``/``load_state_dict`` checkpointed alongside (e.g. a gradient balancer).
     ``keep_checkpoints``: how many of the latest epoch checkpoints stay on disk (``None``: all).
-    Returns the per-epoch history ``[{"epoch", "loss", "lr"}]``.
+    ``validate(model)``: metrics computed on the main rank after every epoch (e.g. validation
+    Dice), stored in the history. Each epoch's history entry is also appended to
+    ``run_dir/metrics.jsonl``. Returns the per-epoch history
+    ``[{"epoch", "loss", "lr", "skipped", "seconds", **validation}]``.
     """
     if sync not in ("ddp", "allreduce"):
         raise ValueError(f"sync must be 'ddp' or 'allreduce', got {sync!r}")
@@ -255,25 +277,34 @@ def fit(
         step.wrapped = wrapped
     for epoch in range(start, loop.epochs):
         model.train()
+        if isinstance(dataset, EpochDataset):
+            dataset.set_epoch(epoch)
         loader = _loader(dataset, loop, ctx, epoch, collate=collate, batches=batches)
-        losses = _run_epoch(
+        began = time.perf_counter()
+        losses, skipped = _run_epoch(
             loader, step, loop, ctx, epoch, optimizer, scheduler, wrapped, model,
             before_optimizer_step, progress=progress, desc=f"{desc} epoch {epoch + 1}/{loop.epochs}",
+            run_dir=run_dir,
         )  # fmt: skip
         dist_utils.broadcast_buffers(model, ctx)
-        history.append(
-            {
-                "epoch": epoch,
-                "loss": float(np.mean(losses)) if losses else float("nan"),
-                "lr": [g["lr"] for g in optimizer.param_groups],
-            }
-        )
+        entry = {
+            "epoch": epoch,
+            "loss": float(np.mean(losses)) if losses else float("nan"),
+            "lr": [g["lr"] for g in optimizer.param_groups],
+            "skipped": skipped,
+            "seconds": round(time.perf_counter() - began, 2),
+        }
+        if validate is not None and ctx.is_main:
+            entry.update(validate(model))
+            model.train()
+        history.append(entry)
         if ctx.is_main:
             _save_epoch(
                 run_dir, modules, epoch, (epoch + 1) * steps_per_epoch, full_config, history
             )
+            _log_metrics(run_dir, entry)
             if keep_checkpoints:
-                _prune_checkpoints(run_dir, keep_checkpoints)
+                prune_checkpoints(run_dir, keep_checkpoints)
         dist_utils.barrier(ctx)
     model.eval()
     return history
@@ -296,10 +327,11 @@ def _save_epoch(run_dir: Path, modules: dict, epoch: int, step: int, config: dic
     )
 
 
-def _prune_checkpoints(run_dir: Path, keep: int) -> None:
-    """Delete all but the ``keep`` latest epoch checkpoints (after the newest is written)."""
-    for path in epoch_checkpoints(run_dir)[:-keep]:
-        path.unlink(missing_ok=True)
+def _log_metrics(run_dir: Path, entry: dict) -> None:
+    """One JSON line per epoch in ``run_dir/metrics.jsonl`` (the loss history outside the
+    checkpoints, readable while a run goes on: ``tail -f``)."""
+    with open(run_dir / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps(entry) + "\n")
 
 
 def _steps_per_epoch(dataset, loop: LoopConfig, ctx, batches) -> int:
@@ -314,10 +346,16 @@ def _steps_per_epoch(dataset, loop: LoopConfig, ctx, batches) -> int:
 
 def _run_epoch(
     loader, step, loop, ctx, epoch, optimizer, scheduler, wrapped, model,
-    before_optimizer_step, *, progress: bool, desc: str,
-) -> list[float]:  # fmt: skip
-    """One pass over the loader; returns the micro-batch losses."""
+    before_optimizer_step, *, progress: bool, desc: str, run_dir: Path,
+) -> tuple[list[float], int]:  # fmt: skip
+    """One pass over the loader; returns the micro-batch losses and the skipped optimizer steps.
+
+    Every micro-batch's loss terms and every optimizer step's gradient norm go through
+    :mod:`medmoe.train.guard`: a non-finite value stops the run, or (``nonfinite="skip"``) drops
+    the optimizer step it belongs to."""
     losses: list[float] = []
+    skipped = 0
+    poisoned = False  # a non-finite micro-batch in the current accumulation window
     n_micro = len(loader)
     bar = tqdm(loader, desc=desc, disable=not (progress and ctx.is_main), leave=False)
     optimizer.zero_grad(set_to_none=True)
@@ -327,22 +365,39 @@ def _run_epoch(
         last_micro = (i + 1) % loop.grad_accum == 0 or i + 1 == n_micro
         with _backward_scope(wrapped, last_micro):
             with autocast(ctx.device):
-                loss = step(batch, sctx)
-            (loss.float() / loop.grad_accum).backward()  # outside autocast
-        losses.append(float(loss.detach()))
+                loss, terms = guard.split_terms(step(batch, sctx))
+            bad = guard.first_nonfinite(terms)
+            if guard.any_rank(bad is not None, ctx):
+                guard.handle(
+                    loop.nonfinite,
+                    epoch=epoch,
+                    step=i,
+                    bad=bad or ("loss on another rank", math.nan),
+                    run_dir=run_dir,
+                )
+                poisoned = True
+            else:
+                (loss.float() / loop.grad_accum).backward()  # outside autocast
+                losses.append(float(loss.detach()))
         if not last_micro:
             continue
         if not isinstance(wrapped, nn.parallel.DistributedDataParallel):
             dist_utils.all_reduce_grads(model, ctx)
-        if before_optimizer_step is not None:
+        if not poisoned and before_optimizer_step is not None:
             before_optimizer_step(batch)
-        if loop.grad_clip is not None:
-            nn.utils.clip_grad_norm_(
-                [p for p in model.parameters() if p.requires_grad], loop.grad_clip
+        norm = guard.grad_norm(model, loop.grad_clip)
+        if not poisoned and not math.isfinite(norm):
+            guard.handle(
+                loop.nonfinite, epoch=epoch, step=i, bad=("gradient norm", norm), run_dir=run_dir
             )
-        optimizer.step()
-        scheduler.step()
+            poisoned = True
+        if poisoned:
+            skipped += 1
+        else:
+            optimizer.step()
+        scheduler.step()  # a skipped step still advances the schedule: the run keeps its length
         optimizer.zero_grad(set_to_none=True)
-        if progress and ctx.is_main:
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-    return losses
+        poisoned = False
+        if progress and ctx.is_main and losses:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", skipped=skipped)
+    return losses, skipped
