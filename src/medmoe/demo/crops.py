@@ -20,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from medmoe.data.atlas import Atlas
+from medmoe.data.augment import SIZE, crop_grid, intensity
 from medmoe.data.crop import DEFAULT_SPACING as SPACING
 from medmoe.data.crop import resample, zscore_foreground
 from medmoe.data.prompts import voxel_to_world
@@ -29,7 +30,6 @@ from medmoe.utils.files import atomic_write
 # never trained on and never in the report.
 SPLIT_SEEDS = {"train": 1000, "eval": 2000, "val": 3000}
 SUBJECT_SEEDS = {"A": 0, "B": 1}
-SIZE = 128
 MIN_VOXELS = 27
 
 
@@ -40,47 +40,6 @@ class Crop(NamedTuple):
     task: int  # 0: an other structure; i: the structure of group (expert) i
     name: str  # the structure's name
     subject: str  # "A" or "B"
-
-
-def _rotation(angles: np.ndarray) -> np.ndarray:
-    cx, cy, cz = np.cos(angles)
-    sx, sy, sz = np.sin(angles)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
-def crop_grid(
-    centre_mm: np.ndarray, *, rng: np.random.Generator | None, spacing: float
-) -> np.ndarray:
-    """The voxel-to-world affine of a 128^3 grid whose centre voxel sits at ``centre_mm``; with
-    ``rng``, rotated by up to 0.15 rad about each axis and scaled by 0.9-1.1 per axis."""
-    linear = np.eye(3) * spacing
-    if rng is not None:
-        linear = _rotation(rng.uniform(-0.15, 0.15, 3)) @ np.diag(rng.uniform(0.9, 1.1, 3)) @ linear
-    affine = np.eye(4)
-    affine[:3, :3] = linear
-    affine[:3, 3] = np.asarray(centre_mm) - linear @ np.full(3, SIZE // 2)
-    return affine
-
-
-def _intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Bias field, gamma and Gaussian noise (each with probability 1/2) on a [0, 1] image."""
-    x = (image - image.min()) / (image.max() - image.min() + 1e-8)
-    if rng.random() < 0.5:  # a smooth multiplicative field: exp of a random quadratic
-        axes = np.linspace(-1, 1, SIZE, dtype=np.float32)
-        c = rng.uniform(-0.3, 0.3, 6).astype(np.float32)
-        field = sum(
-            (c[k] * axes + c[k + 3] * axes**2).reshape([-1 if a == k else 1 for a in range(3)])
-            for k in range(3)
-        )
-        x = x * np.exp(field)
-    if rng.random() < 0.5:
-        x = x ** rng.uniform(0.7, 1.5)
-    if rng.random() < 0.5:
-        x = x + rng.normal(0, 0.05, x.shape).astype(np.float32) * (x > 0)
-    return np.clip(x, 0, None).astype(np.float32)
 
 
 def crop_seed(*, seed: int, split: str, subject: str, value: int, index: int) -> list[int]:
@@ -115,7 +74,7 @@ def _build(
     if augment:
         if rng.random() < 0.5:  # left-right (the crop's first axis is R)
             image, label = image[::-1].copy(), label[::-1].copy()
-        image = _intensity(image, rng)
+        image = intensity(image, rng)
     return zscore_foreground(image), label
 
 
