@@ -64,6 +64,8 @@ def load_base_for_training(args: argparse.Namespace):
     device = resolve_device(args.device)
     seed_everything(args.seed)
     base = load_sam3d(args.base).to(device).eval()
-    sha = file_sha256(args.base)
+    from medmoe.sam3d.pretrained import resolve_checkpoint
+
+    sha = file_sha256(resolve_checkpoint(args.base))
     root = args.cache or args.out / "cache"
     return base, sha, EmbeddingCache(root=root, base_sha256=sha, encoder=base.image_encoder)

@@ -18,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
 
     import medmoe
     from medmoe.sam3d import SAM3D_CONFIGS
+    from medmoe.sam3d.pretrained import PRETRAINED, WEIGHTS_DIR
 
     print(f"medmoe   {medmoe.__version__}")
     print(f"python   {platform.python_version()}")
@@ -29,6 +30,11 @@ def run(args: argparse.Namespace) -> int:
     print("models:")
     for name, cfg in SAM3D_CONFIGS.items():
         print(f"  {name:<14} {cfg.describe()}")
+    print("pretrained:")
+    for name, entry in PRETRAINED.items():
+        shipped = (WEIGHTS_DIR / entry.file).is_file()
+        state = f"sha256 {entry.sha256}" if shipped else "not shipped in this build"
+        print(f"  {name:<14} {entry.arch}, {state}")
     return 0
 
 

@@ -23,6 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-structures", type=int, default=0, help="first N structures (0: all)")
     p.add_argument("--workers", type=int, help="DataLoader workers making crops")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--init",
+        default="",
+        help="start from these weights (a checkpoint, or medmoe-brain) instead of from scratch",
+    )
     p.add_argument("--resume", action="store_true")
     p.add_argument(
         "--skip-nonfinite",
@@ -38,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = PretrainConfig(
         arch=args.arch, epochs=args.epochs, lr=args.lr, clicks=args.clicks,
-        atlases=tuple(args.atlases), max_structures=args.max_structures, seed=args.seed,
+        atlases=tuple(args.atlases), max_structures=args.max_structures, seed=args.seed, init=args.init,
     )  # fmt: skip
     history = pretrain(
         cfg, out=args.out, device=args.device, resume=args.resume, workers=args.workers,

@@ -51,6 +51,7 @@ class PretrainConfig:
     max_structures: int = 0  # 0 = all; > 0 keeps the first N (smoke tests)
     val_per_structure: int = 2
     seed: int = 0
+    init: str = ""  # start from these weights (a checkpoint or a shipped name), "" = scratch
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
@@ -101,7 +102,7 @@ def pretrain(
     val_structs = _validation_structures(structures) or structures[:2]
     val = validation_crops(t1, val_structs, per_structure=cfg.val_per_structure, seed=cfg.seed)
     torch.manual_seed(cfg.seed)
-    model = build_sam3d(cfg.arch).train()
+    model = build_sam3d(cfg.arch, cfg.init or None).train()
     best = {"score": -1.0}
 
     def on_epoch(m: Sam3D) -> dict[str, float]:

@@ -9,14 +9,15 @@ from __future__ import annotations
 import os
 import pickle
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from medmoe.errors import CheckpointError, first_line
 from medmoe.sam3d.build import meta_state_shapes
 from medmoe.sam3d.config import SAM3D_CONFIGS
+from medmoe.sam3d.pretrained import resolve_checkpoint
 from medmoe.utils.files import atomic_write
 
 _MAX_LISTED = 8
@@ -28,9 +29,14 @@ def load_sam3d_checkpoint(path: str | os.PathLike) -> dict[str, Tensor]:
     Accepts ``{'model_state_dict': sd}``, a bare state dict, and keys prefixed by ``module.``
     (as saved from DistributedDataParallel). Always ``map_location="cpu"``, ``weights_only=True``.
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        try:
+            return normalize_state_dict(load_file(path), source=str(path))
+        except Exception as err:  # a corrupt header raises safetensors' own error types
+            raise CheckpointError(f"cannot read {path}: {first_line(err)}") from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
