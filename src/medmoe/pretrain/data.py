@@ -46,11 +46,10 @@ def make_crop(
     t1: Volume, s: Structure, rng: np.random.Generator, spec: CropSpec
 ) -> tuple[np.ndarray, np.ndarray]:
     """One ``(image float32 z-scored, label bool)`` crop of structure ``s``."""
-    mask = s.mask.astype(np.float32)
     for _ in range(10):  # a jitter that leaves too little of the structure is drawn again
         centre = _centre(s) + rng.uniform(-spec.jitter_mm, spec.jitter_mm, 3)
         grid = crop_grid(centre, rng=rng if spec.augment else None, spacing=DEFAULT_SPACING)
-        label = resample(mask, s.affine, (SIZE,) * 3, grid, order=0) > 0.5
+        label = resample(s.mask, s.affine, (SIZE,) * 3, grid, order=0) > 0.5
         if label.sum() >= MIN_VOXELS:
             break
     image = resample(t1.array, t1.affine, (SIZE,) * 3, grid, order=1)

@@ -7,6 +7,7 @@ uninterrupted one would have been.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from collections.abc import Callable
@@ -133,3 +134,12 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> None:
     """Delete all but the ``keep`` latest epoch checkpoints (after the newest is written)."""
     for path in epoch_checkpoints(run_dir)[:-keep]:
         path.unlink(missing_ok=True)
+
+
+def log_epoch(run_dir: Path, entry: dict, keep_checkpoints: int | None) -> None:
+    """One JSON line per epoch in ``run_dir/metrics.jsonl`` (the loss history outside the
+    checkpoints, readable while a run goes on: ``tail -f``); then old checkpoints are pruned."""
+    with open(run_dir / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps(entry) + "\n")
+    if keep_checkpoints:
+        prune_checkpoints(run_dir, keep_checkpoints)

@@ -40,7 +40,7 @@ from medmoe.train.checkpoint import (
     checkpoint_path,
     latest_checkpoint,
     load_training_state,
-    prune_checkpoints,
+    log_epoch,
     save_training_state,
 )
 from medmoe.train.schedule import SCHEDULES, lr_factor
@@ -287,13 +287,7 @@ def fit(
             run_dir=run_dir,
         )  # fmt: skip
         dist_utils.broadcast_buffers(model, ctx)
-        entry = {
-            "epoch": epoch,
-            "loss": float(np.mean(losses)) if losses else float("nan"),
-            "lr": [g["lr"] for g in optimizer.param_groups],
-            "skipped": skipped,
-            "seconds": round(time.perf_counter() - began, 2),
-        }
+        entry = _epoch_entry(epoch, losses, skipped, optimizer, time.perf_counter() - began)
         if validate is not None and ctx.is_main:
             entry.update(validate(model))
             model.train()
@@ -302,9 +296,7 @@ def fit(
             _save_epoch(
                 run_dir, modules, epoch, (epoch + 1) * steps_per_epoch, full_config, history
             )
-            _log_metrics(run_dir, entry)
-            if keep_checkpoints:
-                prune_checkpoints(run_dir, keep_checkpoints)
+            log_epoch(run_dir, entry, keep_checkpoints)
         dist_utils.barrier(ctx)
     model.eval()
     return history
@@ -327,11 +319,14 @@ def _save_epoch(run_dir: Path, modules: dict, epoch: int, step: int, config: dic
     )
 
 
-def _log_metrics(run_dir: Path, entry: dict) -> None:
-    """One JSON line per epoch in ``run_dir/metrics.jsonl`` (the loss history outside the
-    checkpoints, readable while a run goes on: ``tail -f``)."""
-    with open(run_dir / "metrics.jsonl", "a") as fh:
-        fh.write(json.dumps(entry) + "\n")
+def _epoch_entry(epoch: int, losses: list[float], skipped: int, optimizer, seconds: float) -> dict:
+    return {
+        "epoch": epoch,
+        "loss": float(np.mean(losses)) if losses else float("nan"),
+        "lr": [g["lr"] for g in optimizer.param_groups],
+        "skipped": skipped,
+        "seconds": round(seconds, 2),
+    }
 
 
 def _steps_per_epoch(dataset, loop: LoopConfig, ctx, batches) -> int:
@@ -366,7 +361,9 @@ def _run_epoch(
         with _backward_scope(wrapped, last_micro):
             with autocast(ctx.device):
                 loss, terms = guard.split_terms(step(batch, sctx))
-            bad = guard.first_nonfinite(terms)
+            value = float(loss.detach())  # the one host sync per micro-batch
+            # a finite sum has finite terms; the terms are inspected only to name a bad one
+            bad = None if math.isfinite(value) else guard.first_nonfinite(terms)
             if guard.any_rank(bad is not None, ctx):
                 guard.handle(
                     loop.nonfinite,
@@ -378,7 +375,7 @@ def _run_epoch(
                 poisoned = True
             else:
                 (loss.float() / loop.grad_accum).backward()  # outside autocast
-                losses.append(float(loss.detach()))
+                losses.append(value)
         if not last_micro:
             continue
         if not isinstance(wrapped, nn.parallel.DistributedDataParallel):

@@ -41,13 +41,14 @@ def split_terms(out: Tensor | Mapping[str, Tensor]) -> tuple[Tensor, dict[str, T
     return out, {"loss": out}
 
 
-def first_nonfinite(terms: Mapping[str, Tensor]) -> tuple[str, float] | None:
-    """The first term (in the step's order) that is not finite, with its value."""
+def first_nonfinite(terms: Mapping[str, Tensor]) -> tuple[str, float]:
+    """The first term (in the step's order) that is not finite, with its value (called once
+    the total is known to be non-finite)."""
     for name, value in terms.items():
         v = float(value.detach().float().sum())
         if not math.isfinite(v):
             return name, v
-    return None
+    return "loss", math.nan  # only called for a non-finite total: its terms overflowed together
 
 
 def any_rank(flag: bool, ctx: dist_utils.DistContext) -> bool:
