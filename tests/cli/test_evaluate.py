@@ -89,3 +89,33 @@ def test_empty_dataset_exits_2(tmp_path, capsys):
         ]
     )
     assert rc == 2 and "no cases found" in capsys.readouterr().err
+
+
+def test_evaluate_reads_dicom_series_images_as_their_nifti(tmp_path):
+    """A case whose image is a DICOM folder (imagesTr/<case>_0000/) scores as its NIfTI does."""
+    import torch
+    from tests.data.dicomkit import write_series
+
+    from medmoe.data import load_volume
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "tiny.pth"
+    save_sam3d_checkpoint(build_sam3d("tiny"), ckpt)
+    lab = np.zeros((40, 40, 30), np.uint8)
+    lab[10:25, 12:30, 8:20] = 1
+    img = (np.random.default_rng(1).normal(20, 3, lab.shape) + 40 * lab).astype(np.float32)
+    affine = np.diag([1.25, 1.25, 2.0, 1.0])
+    write_series(tmp_path / "series", img, affine, intercept=0.0)
+    img = load_volume(tmp_path / "series").array  # the values as DICOM stores them
+    write_nnunet_dataset(tmp_path / "nifti", {"c1": (img, lab, affine)}, {"liver": 1})
+    write_nnunet_dataset(tmp_path / "dicom", {"c1": (img, lab, affine)}, {"liver": 1})
+    (tmp_path / "dicom" / "imagesTr" / "c1_0000.nii.gz").unlink()
+    (tmp_path / "series").rename(tmp_path / "dicom" / "imagesTr" / "c1_0000")
+    rows = {}
+    for name in ("nifti", "dicom"):
+        out = tmp_path / f"{name}.csv"
+        argv = ["evaluate", "--dataset", str(tmp_path / name), "--checkpoint", str(ckpt)]
+        assert main([*argv, "--prompt", "points", "--clicks", "1,3", "--out", str(out)]) == 0
+        rows[name] = list(csv.DictReader(out.open()))
+    assert rows["dicom"] == rows["nifti"]
+    assert float(rows["dicom"][0]["dice@3"]) > 0

@@ -13,7 +13,8 @@ import pytest
 
 from medmoe.data import io
 from medmoe.data.headers import DetachedData, UnsupportedVoxelType, VolumeTooLarge
-from medmoe.data.io import check_geometry, load_label, load_volume
+from medmoe.data.io import load_label, load_volume
+from medmoe.data.volume import check_geometry
 from medmoe.errors import InputError
 
 sitk = pytest.importorskip("SimpleITK")

@@ -44,7 +44,7 @@ def test_missing_package_message(monkeypatch):
 
 def test_downsample2_keeps_world_positions():
     from medmoe.data.atlas import _downsample2
-    from medmoe.data.io import Volume
+    from medmoe.data.volume import Volume
 
     a = np.arange(4 * 4 * 5, dtype=np.float32).reshape(4, 4, 5)
     affine = np.diag([0.5, 0.5, 0.5, 1.0])

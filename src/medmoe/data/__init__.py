@@ -2,8 +2,9 @@
 
 from medmoe.data.crop import Sam3DCrop
 from medmoe.data.datasets import Target, find_targets, write_nnunet_dataset
-from medmoe.data.io import Volume, load_label, load_volume, save_volume, voxel_spacing
+from medmoe.data.io import load_label, load_volume, save_volume
 from medmoe.data.prompts import voxel_to_world, world_to_voxel
+from medmoe.data.volume import Volume, voxel_spacing
 
 __all__ = [
     "Sam3DCrop",

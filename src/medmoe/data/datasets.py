@@ -1,5 +1,8 @@
 """Datasets on disk: the nnU-Net v2 raw layout and the SAM-Med3D layout.
 
+In the nnU-Net layout an image may also be a DICOM series, as a folder or ``.zip`` named like
+the image (``imagesTr/<case>_0000/``); labels stay NIfTI (or NRRD).
+
 Each (case, label value) pair is one :class:`Target`: a multi-label map gives one target per
 foreground label, which is what an interactive model is prompted with.
 """
@@ -26,6 +29,15 @@ class Target(NamedTuple):
     name: str
 
 
+def _case_image(folder: Path, stem: str, ending: str) -> Path | None:
+    """``stem + ending``, or else a DICOM series of that name: a folder or a ``.zip``."""
+    for image in (folder / f"{stem}{ending}", folder / f"{stem}.zip"):
+        if image.is_file():
+            return image
+    series = folder / stem
+    return series if series.is_dir() else None
+
+
 def _nnunet_targets(root: Path) -> list[Target]:
     try:
         meta = json.loads((root / "dataset.json").read_text())
@@ -44,9 +56,12 @@ def _nnunet_targets(root: Path) -> list[Target]:
     targets = []
     for label_path in sorted((root / "labelsTr").glob(f"*{ending}")):
         case = label_path.name[: -len(ending)]
-        image = root / "imagesTr" / f"{case}_0000{ending}"
-        if not image.is_file():
-            raise InputError(f"{label_path}: no matching image {image}")
+        image = _case_image(root / "imagesTr", f"{case}_0000", ending)
+        if image is None:
+            raise InputError(
+                f"{label_path}: no matching image {root / 'imagesTr' / (case + '_0000' + ending)}"
+                " (or DICOM series folder/.zip of that name)"
+            )
         targets += [Target(case, image, label_path, v, n) for v, n in sorted(names.items())]
     return targets
 

@@ -15,111 +15,32 @@ import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 import nibabel as nib
 import numpy as np
-from numpy.typing import DTypeLike
 
+from medmoe.data.dicom import is_dicom_path, read_series
 from medmoe.data.headers import (
     UnsupportedVoxelType,
     check_local_data_file,
-    check_memory,
     read_mhd_data_file,
     read_nrrd_fields,
+)
+from medmoe.data.volume import (
+    Volume,
+    check_geometry,
+    check_values,
 )
 from medmoe.errors import InputError, first_line
 from medmoe.utils.files import atomic_write
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
-MIN_SPACING_MM = 1e-3
-MAX_SPACING_MM = 1e3
-
-
-class Volume(NamedTuple):
-    """A 3-D array and its voxel-to-world (RAS+, mm) affine."""
-
-    array: np.ndarray
-    affine: np.ndarray
-
-    @property
-    def spacing(self) -> np.ndarray:
-        return voxel_spacing(self.affine)
-
-
-def voxel_spacing(affine: np.ndarray) -> np.ndarray:
-    """Voxel sizes in mm: the lengths of the affine's first three columns."""
-    return np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(axis=0))
 
 
 def _suffix(path: Path) -> str:
     name = path.name.lower()
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
-
-
-def memory_limit_bytes() -> int:
-    """Largest array medmoe will allocate for one volume: ``MEDMOE_MAX_VOLUME_BYTES`` or half of RAM."""
-    env = os.environ.get("MEDMOE_MAX_VOLUME_BYTES")
-    if env:
-        try:
-            limit = int(env)
-        except ValueError:
-            limit = 0
-        if limit < 1:
-            raise InputError(f"MEDMOE_MAX_VOLUME_BYTES must be a positive integer, got {env!r}")
-        return limit
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 8 << 30
-
-
-def check_geometry(
-    shape: tuple[int, ...],
-    affine: np.ndarray,
-    *,
-    source: str,
-    dtype: DTypeLike = np.float32,
-    limit: int | None = None,
-) -> tuple[int, ...]:
-    """Validate shape and affine from a header; return the 3-D shape (a singleton 4th axis dropped).
-
-    The memory need, ``volume_memory_bytes(shape, dtype)``, is checked against ``limit`` (default
-    :func:`memory_limit_bytes`); over it, :class:`~medmoe.data.headers.VolumeTooLarge` is raised.
-    """
-    shape = tuple(int(s) for s in shape)
-    if len(shape) == 4 and shape[3] == 1:
-        shape = shape[:3]
-    if len(shape) != 3:
-        raise InputError(f"{source}: expected a 3-D volume, got shape {shape}")
-    if min(shape) == 0:
-        raise InputError(f"{source}: empty volume, shape {shape} has an axis of size 0")
-    affine = np.asarray(affine, dtype=np.float64)
-    if affine.shape != (4, 4) or not np.isfinite(affine).all():
-        raise InputError(f"{source}: the affine is not a finite 4x4 matrix")
-    spacing = voxel_spacing(affine)
-    if (spacing < MIN_SPACING_MM).any() or (spacing > MAX_SPACING_MM).any():
-        raise InputError(
-            f"{source}: absurd voxel spacing {np.round(spacing, 6).tolist()} mm "
-            f"(allowed {MIN_SPACING_MM}..{MAX_SPACING_MM} mm)"
-        )
-    if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise InputError(f"{source}: the affine is singular")
-    if limit is None:
-        check_memory(
-            shape, dtype, limit=memory_limit_bytes(), source=source, what="MEDMOE_MAX_VOLUME_BYTES"
-        )
-    else:
-        check_memory(shape, dtype, limit=limit, source=source)
-    return shape
-
-
-def check_values(array: np.ndarray, *, source: str, kind: str) -> None:
-    if not np.isfinite(array).all():
-        raise InputError(f"{source}: the volume contains NaN or Inf voxels")
-    if kind == "image" and array.min() == array.max():
-        raise InputError(f"{source}: constant image (every voxel has the same value)")
 
 
 class _QuietNibabel:
@@ -254,6 +175,8 @@ def _read_itk(path: Path, max_bytes: int | None) -> tuple[np.ndarray, np.ndarray
 
 def _read(path: str | os.PathLike, max_bytes: int | None) -> tuple[np.ndarray, np.ndarray, str]:
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: a folder is read as a DICOM series only where an image is read")
     if not path.is_file():
         raise InputError(f"no such file: {path}")
     suffix = _suffix(path)
@@ -264,16 +187,25 @@ def _read(path: str | os.PathLike, max_bytes: int | None) -> tuple[np.ndarray, n
     else:
         raise InputError(
             f"{path}: unsupported file type {suffix!r} "
-            f"(expected {', '.join(NIFTI_SUFFIXES + ITK_SUFFIXES)})"
+            f"(expected {', '.join(NIFTI_SUFFIXES + ITK_SUFFIXES)}, or a DICOM series)"
         )
     return array, affine, str(path)
 
 
-def load_volume(path: str | os.PathLike, *, max_bytes: int | None = None) -> Volume:
+def load_volume(
+    path: str | os.PathLike, *, max_bytes: int | None = None, series: str | None = None
+) -> Volume:
     """Read an image as float32 with its affine; refuse non-3-D, empty, constant or NaN/Inf data.
 
-    ``max_bytes`` caps the memory the volume may need (default :func:`memory_limit_bytes`).
+    ``path`` is a NIfTI/NRRD/MHA file, or a DICOM series: a folder, a ``.zip`` or one of its
+    ``.dcm`` files (``series`` picks a SeriesInstanceUID among several; see
+    :func:`medmoe.data.dicom.read_series`). ``max_bytes`` caps the memory the volume may need
+    (default :func:`memory_limit_bytes`).
     """
+    if is_dicom_path(path):
+        return read_series(path, series=series, max_bytes=max_bytes).volume
+    if series is not None:
+        raise InputError(f"{path}: --series applies to a DICOM folder, zip or .dcm file only")
     array, affine, source = _read(path, max_bytes)
     array = array.astype(np.float32, copy=False)
     check_values(array, source=source, kind="image")

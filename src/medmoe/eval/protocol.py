@@ -17,7 +17,8 @@ import numpy as np
 
 from medmoe.data.crop import Sam3DCrop
 from medmoe.data.datasets import Target
-from medmoe.data.io import Volume, load_label, load_volume
+from medmoe.data.io import load_label, load_volume
+from medmoe.data.volume import Volume
 from medmoe.errors import InputError
 from medmoe.eval.clicks import box_from_mask, first_click, next_click
 from medmoe.eval.metrics import dice, hd95, nsd

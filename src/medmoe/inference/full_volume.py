@@ -24,8 +24,8 @@ from medmoe.data.crop import (
     resample,
     zscore_foreground,
 )
-from medmoe.data.io import Volume
 from medmoe.data.prompts import voxel_to_world, world_to_voxel
+from medmoe.data.volume import Volume
 from medmoe.errors import InputError
 from medmoe.eval.clicks import deepest_point
 

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from medmoe.data.augment import SIZE, crop_grid, intensity
 from medmoe.data.crop import DEFAULT_SPACING, resample, zscore_foreground
-from medmoe.data.io import Volume
+from medmoe.data.volume import Volume
 from medmoe.pretrain.structures import Structure
 
 MIN_VOXELS = 27  # a crop must hold at least this much of its structure
