@@ -17,7 +17,7 @@ LOOPBACK_NAMES = ("localhost",)
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
-        help="serve the browser viewer and the MONAI Label API (3D Slicer, OHIF)",
+        help="serve the browser viewer and the MONAI Label API (3D Slicer)",
         description="Open http://HOST:PORT/ in a browser, load a NIfTI scan and click; or point "
         "3D Slicer's MONAILabel module at http://HOST:PORT. The API schema is at /openapi.json "
         "(browsable at /docs). Binding to an address other than loopback needs --auth.",
@@ -82,7 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--users",
         type=Path,
         help="with --auth: a file of NAME:pbkdf2_sha256$... lines (python -m medmoe.serve.auth "
-        "NAME makes one) whose users log in at /auth/token (3D Slicer, OHIF)",
+        "NAME makes one) whose users log in at /auth/token (3D Slicer's MONAI Label module; "
+        "OHIF's extension sends no login)",
     )
     p.add_argument(
         "--token-ttl",
