@@ -30,8 +30,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from medmoe.demo.fundus import MODELS, PRESETS, demo_data, train_demo_model
-    from medmoe.multitask.evaluate import evaluate_fundus
-    from medmoe.multitask.model import LESIONS
+    from medmoe.multitask.constants import LESIONS
+    from medmoe.multitask.evaluation.evaluate import evaluate_fundus
 
     metrics = ("dr_acc", "dme_acc", *(f"{x}_{m}" for x in LESIONS for m in ("dice", "aupr")))
     preset = dict(PRESETS["full"], **({"lr": args.lr} if args.lr else {}))

@@ -29,7 +29,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     h, w = (int(v) for v in args.size.split(","))
-    from medmoe.multitask.model import MultiTaskConfig, MultiTaskMoE
+    from medmoe.multitask.model.moe import MultiTaskConfig, MultiTaskMoE
 
     torch.manual_seed(0)
     model = MultiTaskMoE(config=MultiTaskConfig(image_size=(h, w), top_p=args.p)).eval()

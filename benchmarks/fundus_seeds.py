@@ -37,7 +37,7 @@ def earlier_seconds(run_dir: Path, name: str) -> float | None:
 
 def run_seed(seed: int, preset: dict, data: dict, out: Path) -> dict:
     from medmoe.demo.fundus import MODELS, train_demo_model
-    from medmoe.multitask.evaluate import evaluate_fundus
+    from medmoe.multitask.evaluation.evaluate import evaluate_fundus
 
     runs = {}
     for i, (name, kw) in enumerate(MODELS.items()):
@@ -65,7 +65,7 @@ def run_seed(seed: int, preset: dict, data: dict, out: Path) -> dict:
 
 def summarise(per_seed: dict, header: list[str]) -> list[str]:
     from medmoe.demo.fundus import MODELS, MOE_NAME
-    from medmoe.multitask.report import (
+    from medmoe.multitask.evaluation.report import (
         comparison,
         mean_std,
         merge_baselines,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from medmoe.errors import InputError
-from medmoe.multitask.augment import AugmentConfig, Augmenter, augment_config, augment_seed
+from medmoe.multitask.data.augment import AugmentConfig, Augmenter, augment_config, augment_seed
 
 SIZE = (48, 64)
 
@@ -97,7 +97,7 @@ def test_names():
 
 def test_cli_offers_exactly_the_augmentations():
     from medmoe.cli.main import build_parser
-    from medmoe.multitask.augment import AUGMENTS
+    from medmoe.multitask.data.augment import AUGMENTS
 
     argv = ["fundus", "train", "--data", "synthetic", "--out", "x"]
     assert build_parser().parse_args(argv).augment == "report"

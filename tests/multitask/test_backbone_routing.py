@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from medmoe.errors import CheckpointError, InputError
-from medmoe.multitask.backbone import ResNet50, load_torchvision_resnet50
-from medmoe.multitask.heads import TaskHead
-from medmoe.multitask.routing import group_by_expert_set, route_weights, top_p_mask, use_dense
+from medmoe.multitask.model.backbone import ResNet50, load_torchvision_resnet50
+from medmoe.multitask.model.heads import TaskHead
+from medmoe.multitask.model.routing import group_by_expert_set, route_weights, top_p_mask, use_dense
 
 
 def torchvision_resnet50_shapes() -> dict[str, tuple[int, ...]]:

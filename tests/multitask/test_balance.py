@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from medmoe.multitask.balance import GradBalancer, balance_scale
+from medmoe.multitask.training.balance import GradBalancer, balance_scale
 
 
 def test_balance_scale_by_hand():

@@ -151,9 +151,9 @@ def test_routing_options_reach_the_saved_configs(tmp_path, monkeypatch):
     with the model; their defaults are the library's."""
     from dataclasses import asdict
 
-    import medmoe.multitask.train as train_module
-    from medmoe.multitask.losses import AuxWeights
-    from medmoe.multitask.model import MultiTaskConfig
+    import medmoe.multitask.training.train as train_module
+    from medmoe.multitask.model.moe import MultiTaskConfig
+    from medmoe.multitask.training.losses import AuxWeights
 
     seen = {}
 

@@ -41,7 +41,7 @@ def test_fundus_train_under_torchrun_and_resume(tmp_path):
     ckpts = sorted(p.name for p in (out / "checkpoints").glob("*.pt"))
     assert ckpts == ["checkpoint_epoch0000.pt", "checkpoint_epoch0001.pt"]
     # the weights differ from initialisation: the ranks trained, they did not just agree on nothing
-    from medmoe.multitask.model import MultiTaskConfig, MultiTaskMoE
+    from medmoe.multitask.model.moe import MultiTaskConfig, MultiTaskMoE
 
     torch.manual_seed(0)
     init = MultiTaskMoE(

@@ -7,9 +7,19 @@ import pytest
 from PIL import Image
 
 from medmoe.errors import InputError
-from medmoe.multitask.idrid import DME_COLUMN, grading_samples, load_masks, segmentation_samples
-from medmoe.multitask.metrics import accuracy, aupr, pooled_iou_dice, quadratic_weighted_kappa
-from medmoe.multitask.synthetic import synth_fundus
+from medmoe.multitask.data.idrid import (
+    DME_COLUMN,
+    grading_samples,
+    load_masks,
+    segmentation_samples,
+)
+from medmoe.multitask.data.synthetic import synth_fundus
+from medmoe.multitask.evaluation.metrics import (
+    accuracy,
+    aupr,
+    pooled_iou_dice,
+    quadratic_weighted_kappa,
+)
 
 
 def fake_idrid(root):
@@ -130,7 +140,7 @@ def test_missing_ground_truth_is_refused_and_missing_masks_are_said(tmp_path, ca
     import shutil
 
     fake_idrid(tmp_path)
-    with caplog.at_level("WARNING", logger="medmoe.multitask.idrid"):
+    with caplog.at_level("WARNING", logger="medmoe.multitask.data.idrid"):
         segmentation_samples(tmp_path)
     said = caplog.text
     assert "SE masks missing for 2 images: treated as empty" in said

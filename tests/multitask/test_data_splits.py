@@ -11,18 +11,10 @@ import torch
 from PIL import Image
 
 from medmoe.errors import InputError
-from medmoe.multitask.data import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    SPLITS,
-    idrid_data,
-    load_split,
-    normalize,
-    resize_mask,
-    split_seed,
-    synthetic_split,
-)
-from medmoe.multitask.synthetic import MA_MIN_RADIUS, synth_fundus
+from medmoe.multitask.constants import IMAGENET_MEAN, IMAGENET_STD
+from medmoe.multitask.data.preprocess import normalize, resize_mask
+from medmoe.multitask.data.splits import SPLITS, idrid_data, load_split, split_seed, synthetic_split
+from medmoe.multitask.data.synthetic import MA_MIN_RADIUS, synth_fundus
 
 
 def test_one_pixel_lesion_survives_4288x2848_to_712x1072():
@@ -103,8 +95,8 @@ def test_synthetic_microaneurysms_survive_the_demo_resolution():
 
 
 def fake_idrid(root, n_train: int = 12, n_test: int = 3):
-    from medmoe.multitask.idrid import DME_COLUMN, LESION_DIRS
-    from medmoe.multitask.idrid import SPLITS as DIRS
+    from medmoe.multitask.data.idrid import DME_COLUMN, LESION_DIRS
+    from medmoe.multitask.data.idrid import SPLITS as DIRS
 
     for split, n in (("train", n_train), ("test", n_test)):
         seg = root / "A. Segmentation" / "1. Original Images" / DIRS[split]
@@ -153,7 +145,7 @@ def test_normalize_uses_the_given_statistics():
 
 
 def test_model_config_carries_the_normalisation():
-    from medmoe.multitask.model import MultiTaskConfig
+    from medmoe.multitask.model.moe import MultiTaskConfig
 
     cfg = MultiTaskConfig.from_dict(MultiTaskConfig(mean=(0.5, 0.5, 0.5)).to_dict())
     assert cfg.mean == (0.5, 0.5, 0.5) and cfg.std == IMAGENET_STD

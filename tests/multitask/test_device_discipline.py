@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from medmoe.multitask.data import synthetic_split
-from medmoe.multitask.evaluate import grade_outputs, lesion_outputs
-from medmoe.multitask.model import MultiTaskConfig, MultiTaskMoE
-from medmoe.multitask.predict import photo_outputs
-from medmoe.multitask.train import FundusStep, FundusTrainConfig, TrainingSet
+from medmoe.multitask.data.splits import synthetic_split
+from medmoe.multitask.evaluation.evaluate import grade_outputs, lesion_outputs
+from medmoe.multitask.evaluation.predict import photo_outputs
+from medmoe.multitask.model.moe import MultiTaskConfig, MultiTaskMoE
+from medmoe.multitask.training.train import FundusStep, FundusTrainConfig, TrainingSet
 from medmoe.train.distributed import DistContext
 from medmoe.train.engine import StepContext
 

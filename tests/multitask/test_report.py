@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from medmoe.multitask.report import comparison, mean_std, merge_baselines, table1, verdict_counts
+from medmoe.multitask.evaluation.report import (
+    comparison,
+    mean_std,
+    merge_baselines,
+    table1,
+    verdict_counts,
+)
 
 
 def test_table1_layout():

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medmoe.multitask.heads import TaskHead
-from medmoe.multitask.train import supervised_loss
+from medmoe.multitask.model.heads import TaskHead
+from medmoe.multitask.training.train import supervised_loss
 from medmoe.train.schedule import SCHEDULES, lr_factor
 
 

@@ -145,11 +145,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from medmoe.multitask.artifact import save_fundus_model
-    from medmoe.multitask.data import load_split
-    from medmoe.multitask.losses import AuxWeights
-    from medmoe.multitask.model import MultiTaskConfig
-    from medmoe.multitask.train import FundusTrainConfig, plot_curves, train_fundus
+    from medmoe.multitask.data.splits import load_split
+    from medmoe.multitask.model.artifact import save_fundus_model
+    from medmoe.multitask.model.moe import MultiTaskConfig
+    from medmoe.multitask.training.losses import AuxWeights
+    from medmoe.multitask.training.train import FundusTrainConfig, plot_curves, train_fundus
     from medmoe.utils.device import resolve_device
 
     device = resolve_device(args.device)
@@ -196,9 +196,9 @@ def run_train(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from medmoe.multitask.artifact import load_fundus_model
-    from medmoe.multitask.data import load_split
-    from medmoe.multitask.evaluate import evaluate_fundus
+    from medmoe.multitask.data.splits import load_split
+    from medmoe.multitask.evaluation.evaluate import evaluate_fundus
+    from medmoe.multitask.model.artifact import load_fundus_model
     from medmoe.utils.device import resolve_device
     from medmoe.utils.files import atomic_write
 
@@ -221,8 +221,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from medmoe.multitask.artifact import load_fundus_model
-    from medmoe.multitask.predict import predict_photo, read_photo, write_prediction
+    from medmoe.multitask.evaluation.predict import predict_photo, read_photo, write_prediction
+    from medmoe.multitask.model.artifact import load_fundus_model
     from medmoe.utils.device import resolve_device
 
     model = load_fundus_model(args.checkpoint, device=resolve_device(args.device))

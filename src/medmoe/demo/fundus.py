@@ -16,11 +16,12 @@ from pathlib import Path
 
 import torch
 
-from medmoe.multitask.data import FundusData, synthetic_split
-from medmoe.multitask.evaluate import evaluate_fundus
-from medmoe.multitask.model import MultiTaskConfig
-from medmoe.multitask.report import comparison, merge_baselines, table1, verdict_counts
-from medmoe.multitask.train import FundusTrainConfig, plot_curves, train_fundus
+from medmoe.multitask.data.datasets import FundusData
+from medmoe.multitask.data.splits import synthetic_split
+from medmoe.multitask.evaluation.evaluate import evaluate_fundus
+from medmoe.multitask.evaluation.report import comparison, merge_baselines, table1, verdict_counts
+from medmoe.multitask.model.moe import MultiTaskConfig
+from medmoe.multitask.training.train import FundusTrainConfig, plot_curves, train_fundus
 from medmoe.utils.device import resolve_device
 from medmoe.utils.files import atomic_write
 

@@ -7,19 +7,11 @@ from dataclasses import dataclass, field
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from medmoe.multitask.backbone import ResNet50
-from medmoe.multitask.data import IMAGENET_MEAN, IMAGENET_STD
-from medmoe.multitask.experts import ASPP, ClassificationExpert, SegmentationExpert
-from medmoe.multitask.heads import HeadOutput, TaskHead
+from medmoe.multitask.constants import IMAGENET_MEAN, IMAGENET_STD, LESIONS, TASKS
+from medmoe.multitask.model.backbone import ResNet50
+from medmoe.multitask.model.experts import ASPP, ClassificationExpert, SegmentationExpert
+from medmoe.multitask.model.heads import HeadOutput, TaskHead
 from medmoe.utils.config import config_from_dict, config_to_dict
-
-LESIONS = (
-    "MA",
-    "HE",
-    "EX",
-    "SE",
-    "OD",
-)  # microaneurysms, haemorrhages, hard/soft exudates, optic disc
 
 
 @dataclass(frozen=True)
@@ -28,7 +20,7 @@ class MultiTaskConfig:
     dr_classes: int = 5
     dme_classes: int = 3
     lesions: tuple[str, ...] = LESIONS
-    tasks: tuple[str, ...] = ("dr", "dme", "seg")  # a subset gives the single-task baselines
+    tasks: tuple[str, ...] = TASKS  # a subset gives the single-task baselines
     top_p: float = 0.5
     renormalize: bool = True
     warmup_fraction: float = 0.5

@@ -12,9 +12,16 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from medmoe.multitask.data import FundusData, normalize
-from medmoe.multitask.metrics import accuracy, aupr, pooled_iou_dice, quadratic_weighted_kappa
-from medmoe.multitask.model import MultiTaskMoE
+from medmoe.multitask.constants import GRADE_TASKS
+from medmoe.multitask.data.datasets import FundusData
+from medmoe.multitask.data.preprocess import normalize
+from medmoe.multitask.evaluation.metrics import (
+    accuracy,
+    aupr,
+    pooled_iou_dice,
+    quadratic_weighted_kappa,
+)
+from medmoe.multitask.model.moe import MultiTaskMoE
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -44,7 +51,7 @@ def _grades(
     model: MultiTaskMoE, data: FundusData, batch_size: int, dense: bool
 ) -> tuple[dict, dict]:
     cfg = model.config
-    tasks = tuple(t for t in ("dr", "dme") if t in model.heads)
+    tasks = tuple(t for t in GRADE_TASKS if t in model.heads)
     preds: dict[str, list] = {t: [] for t in tasks}
     used: dict[str, list] = {t: [] for t in tasks}
     for batch in DataLoader(data.grading, batch_size=batch_size):
@@ -86,7 +93,7 @@ def evaluate_fundus(
     model.eval()
     res: dict = {}
     used: dict[str, float] = {}
-    if any(t in model.heads for t in ("dr", "dme")) and len(data.grading):
+    if any(t in model.heads for t in GRADE_TASKS) and len(data.grading):
         metrics, counts = _grades(model, data, batch_size, dense)
         res.update(metrics)
         used.update(counts)

@@ -21,13 +21,21 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, DistributedSampler
 
 from medmoe.errors import InputError
-from medmoe.multitask.augment import Augmenter, augment_config
-from medmoe.multitask.balance import GradBalancer
-from medmoe.multitask.data import FundusData, normalize
-from medmoe.multitask.heads import HeadOutput
-from medmoe.multitask.losses import AuxWeights, ClassificationLoss, SegmentationLoss, gate_aux_loss
-from medmoe.multitask.model import MultiTaskConfig, MultiTaskMoE
-from medmoe.multitask.routing import use_dense
+from medmoe.multitask.constants import GRADE_TASKS
+from medmoe.multitask.data.augment import Augmenter, augment_config
+from medmoe.multitask.data.datasets import FundusData
+from medmoe.multitask.data.preprocess import normalize
+from medmoe.multitask.model.backbone import load_torchvision_resnet50
+from medmoe.multitask.model.heads import HeadOutput
+from medmoe.multitask.model.moe import MultiTaskConfig, MultiTaskMoE
+from medmoe.multitask.model.routing import use_dense
+from medmoe.multitask.training.balance import GradBalancer
+from medmoe.multitask.training.losses import (
+    AuxWeights,
+    ClassificationLoss,
+    SegmentationLoss,
+    gate_aux_loss,
+)
 from medmoe.train import distributed as dist_utils
 from medmoe.train.engine import LoopConfig, StepContext, fit
 
@@ -44,7 +52,7 @@ class FundusTrainConfig:
     # during the dense warm-up, each expert's own output is also supervised (weight; 0 = off)
     expert_loss: float = 1.0
     lr_schedule: str = "constant"  # or "cosine": per optimizer step, from the base rates to 0
-    augment: str = "report"  # or "none" (see medmoe.multitask.augment)
+    augment: str = "report"  # or "none" (see medmoe.multitask.data.augment)
     seed: int = 0
 
 
@@ -159,7 +167,7 @@ class FundusStep:
             target = batch["masks"].to(ctx.device, dtype=torch.float32)
             loss = supervised_loss(self.seg_loss, out["seg"], target, expert_weight=w)
         else:
-            tasks = tuple(t for t in ("dr", "dme") if t in self.model.heads)
+            tasks = tuple(t for t in GRADE_TASKS if t in self.model.heads)
             out = self.wrapped(images, dense=dense, tasks=tasks)
             loss = sum(
                 supervised_loss(self.cls_loss, out[t], batch[t].to(ctx.device), expert_weight=w)
@@ -177,8 +185,6 @@ def build_model(
     torch.manual_seed(seed)
     model = MultiTaskMoE(config=model_config)
     if init_weights is not None:
-        from medmoe.multitask.backbone import load_torchvision_resnet50
-
         load_torchvision_resnet50(model.backbone, init_weights)
     return model
 
@@ -200,7 +206,7 @@ def train_fundus(
     backbone = list(model.backbone.parameters())
     ids = {id(p) for p in backbone}
     rest = [p for p in model.parameters() if id(p) not in ids]
-    has_cls = any(t in model.heads for t in ("dr", "dme"))
+    has_cls = any(t in model.heads for t in GRADE_TASKS)
     has_seg = "seg" in model.heads
     kinds = ("cls", "seg") if has_cls and has_seg and config.balance_tasks else ()
     balancer = GradBalancer(params=backbone, kinds=kinds)

@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 
 from medmoe.errors import InputError
-from medmoe.multitask.data import normalize
-from medmoe.multitask.model import MultiTaskMoE
+from medmoe.multitask.constants import GRADE_TASKS
+from medmoe.multitask.data.preprocess import normalize
+from medmoe.multitask.model.moe import MultiTaskMoE
 from medmoe.utils.files import atomic_write
 
 DR_NAMES = ("no DR", "mild", "moderate", "severe", "proliferative")
@@ -53,7 +54,7 @@ def predict_photo(model: MultiTaskMoE, image: np.ndarray) -> dict:
     (:func:`photo_outputs`), then read back to the host."""
     out = photo_outputs(model, image)
     res: dict = {"experts_used": {t: int(o.mask.sum().cpu()) for t, o in out.items()}}
-    for t in ("dr", "dme"):
+    for t in GRADE_TASKS:
         if t in out:
             probs = out[t].output.float().softmax(-1)[0].cpu()
             res[t] = {

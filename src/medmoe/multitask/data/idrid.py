@@ -28,7 +28,8 @@ import numpy as np
 from PIL import Image
 
 from medmoe.errors import InputError
-from medmoe.multitask.model import LESIONS
+from medmoe.multitask.constants import LESIONS
+from medmoe.multitask.data.preprocess import resize_mask
 
 SPLITS = {"train": "a. Training Set", "test": "b. Testing Set"}
 LESION_DIRS = {
@@ -144,9 +145,8 @@ def load_rgb(path: Path, size: tuple[int, int]) -> np.ndarray:
 
 def load_masks(sample: SegSample, size: tuple[int, int]) -> np.ndarray:
     """``(5, H, W)`` bool, downsized with max pooling (a pixel is positive if any source pixel
-    under it is), so that 1-pixel microaneurysms survive; see :func:`~medmoe.multitask.data.resize_mask`."""
-    from medmoe.multitask.data import resize_mask
-
+    under it is), so that 1-pixel microaneurysms survive; see
+    :func:`~medmoe.multitask.data.preprocess.resize_mask`."""
     out = []
     for lesion in LESIONS:
         path = sample.masks[lesion]

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from medmoe.multitask.model import LESIONS
+from medmoe.multitask.constants import LESIONS
 
 Cell = float | tuple[float, float]
 TARGET = 0.05  # the multi-task model should be within 5 points of the single-task ones

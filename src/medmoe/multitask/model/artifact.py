@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from medmoe.errors import CheckpointError, first_line
-from medmoe.multitask.model import MultiTaskConfig, MultiTaskMoE
+from medmoe.multitask.model.moe import MultiTaskConfig, MultiTaskMoE
 from medmoe.utils.files import atomic_write
 
 

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from medmoe.multitask.routing import route_weights
+from medmoe.multitask.model.routing import route_weights
 
 
 class HeadOutput(NamedTuple):

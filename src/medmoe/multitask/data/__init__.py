@@ -1,0 +1,2 @@
+"""Fundus data: IDRiD and synthetic photographs, their splits and torch datasets, normalisation,
+lesion-mask resizing and training augmentation."""

@@ -1,0 +1,89 @@
+"""Fundus torch datasets: the photographs of a split, with their grades or lesion masks.
+
+A split (:mod:`~medmoe.multitask.data.splits`) is a :class:`FundusData`: a :class:`GradingSet`
+(photographs with a DR grade and a DME risk) and a :class:`SegmentationSet` (other photographs
+with five lesion masks); in IDRiD the two are different photographs, so a sample carries grades
+or masks, never both. Both sets are ``torch.utils.data.Dataset``\\ s of ``(3, H, W)`` float32
+images in [0, 1] (not normalised: the model's
+:class:`~medmoe.multitask.model.moe.MultiTaskConfig` holds the mean/std, applied on the device
+by :func:`~medmoe.multitask.data.preprocess.normalize`). Synthetic sets hold their few arrays in
+memory; IDRiD sets read and resize each photograph when a batch needs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from medmoe.errors import InputError
+from medmoe.multitask.data.idrid import load_masks, load_rgb
+
+
+class GradingSet(Dataset):
+    """Photographs with grades. ``images``: a ``(N, 3, H, W)`` array, or a list of files read
+    and resized to ``size`` on access."""
+
+    def __init__(
+        self,
+        *,
+        images: np.ndarray | Sequence[Path],
+        dr: np.ndarray,
+        dme: np.ndarray,
+        size: tuple[int, int],
+    ) -> None:
+        self.images, self.size = images, tuple(size)
+        self.dr, self.dme = np.asarray(dr, np.int64), np.asarray(dme, np.int64)
+        if not len(self.images) == len(self.dr) == len(self.dme):
+            raise InputError("grading set: images, DR grades and DME risks differ in number")
+
+    def __len__(self) -> int:
+        return len(self.dr)
+
+    def image(self, i: int) -> np.ndarray:
+        if isinstance(self.images, np.ndarray):
+            return self.images[i]
+        return load_rgb(self.images[i], self.size)
+
+    def __getitem__(self, i: int) -> dict:
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(self.image(i), np.float32)),
+            "dr": int(self.dr[i]),
+            "dme": int(self.dme[i]),
+        }
+
+
+class SegmentationSet(Dataset):
+    """Photographs with lesion masks ``(5, H, W)`` bool. ``images``/``masks``: arrays, or (IDRiD)
+    ``images`` a list of :class:`~medmoe.multitask.data.idrid.SegSample` and ``masks`` None."""
+
+    def __init__(
+        self, *, images: np.ndarray | Sequence, masks: np.ndarray | None, size: tuple[int, int]
+    ) -> None:
+        self.images, self.masks, self.size = images, masks, tuple(size)
+        if masks is not None and len(masks) != len(images):
+            raise InputError("segmentation set: images and masks differ in number")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def sample(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.masks is not None:
+            return self.images[i], self.masks[i]
+        return load_rgb(self.images[i].image, self.size), load_masks(self.images[i], self.size)
+
+    def __getitem__(self, i: int) -> dict:
+        image, masks = self.sample(i)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image, np.float32)),
+            "masks": torch.from_numpy(np.ascontiguousarray(masks, bool)),
+        }
+
+
+class FundusData(NamedTuple):
+    grading: GradingSet
+    segmentation: SegmentationSet
