@@ -12,7 +12,8 @@ import torch
 from medmoe.cli.main import main
 from medmoe.errors import CheckpointError
 from medmoe.sam3d import load_sam3d_checkpoint
-from medmoe.sam3d.pretrained import PRETRAINED, WEIGHTS_DIR, load_pretrained, resolve_checkpoint
+from medmoe.sam3d.pretrained import PRETRAINED, WEIGHTS_DIR, resolve_checkpoint
+from medmoe.sam3d.registry import load_pretrained
 from medmoe.utils.files import file_sha256
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ from medmoe.sam3d.checkpoint import load_sam3d_checkpoint, save_sam3d_checkpoint
 from medmoe.sam3d.config import SAM3D_CONFIGS, Sam3DConfig
 from medmoe.sam3d.mask_decoder import MaskDecoder3D
 from medmoe.sam3d.predictor import Sam3DPrediction, Sam3DPredictor
-from medmoe.sam3d.registry import build_sam3d, load_sam3d
+from medmoe.sam3d.registry import build_sam3d, load_pretrained, load_sam3d
 from medmoe.sam3d.sam import Sam3D
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "build_from_config",
     "build_mask_decoder",
     "build_sam3d",
+    "load_pretrained",
     "load_sam3d",
     "load_sam3d_checkpoint",
     "save_sam3d_checkpoint",

@@ -53,10 +53,3 @@ def resolve_checkpoint(path_or_name: str | os.PathLike) -> Path:
     if not path.is_file() and str(path_or_name) in PRETRAINED:
         return pretrained_path(str(path_or_name))
     return path
-
-
-def load_pretrained(name: str):
-    """The shipped model ``name``, loaded strictly, in eval mode."""
-    from medmoe.sam3d.registry import load_sam3d
-
-    return load_sam3d(pretrained_path(name), name=PRETRAINED[name].arch)

@@ -13,6 +13,7 @@ from medmoe.errors import CheckpointError, InputError
 from medmoe.sam3d.build import build_from_config
 from medmoe.sam3d.checkpoint import identify, load_into, load_sam3d_checkpoint
 from medmoe.sam3d.config import SAM3D_CONFIGS
+from medmoe.sam3d.pretrained import PRETRAINED, pretrained_path
 from medmoe.sam3d.sam import Sam3D
 
 
@@ -48,3 +49,8 @@ def load_sam3d(path: str | os.PathLike, *, name: str | None = None):
     model = build_from_config(SAM3D_CONFIGS[name])
     load_into(model, state, name=name)
     return model.eval()
+
+
+def load_pretrained(name: str) -> Sam3D:
+    """The shipped model ``name`` (see :mod:`medmoe.sam3d.pretrained`), loaded strictly, in eval mode."""
+    return load_sam3d(pretrained_path(name), name=PRETRAINED[name].arch)
