@@ -79,7 +79,7 @@ def _train_parser(actions) -> None:
         default=1.0,
         help="weight of each expert's own loss during the dense warm-up (0: the report's recipe)",
     )
-    # the names of medmoe.multitask.augment.AUGMENTS
+    # the names of medmoe.multitask.data.augment.AUGMENTS
     t.add_argument(
         "--augment",
         choices=("none", "report"),
@@ -92,7 +92,7 @@ def _train_parser(actions) -> None:
 
 
 def _routing_args(t: argparse.ArgumentParser) -> None:
-    """The gate's auxiliary losses (defaults: medmoe.multitask.losses.AuxWeights) and top-p's
+    """The gate's auxiliary losses (defaults: medmoe.multitask.training.losses.AuxWeights) and top-p's
     renormalisation, so that a routing ablation needs no code."""
     t.add_argument("--aux-l1", type=nonneg_float, default=0.0, help="L1 sparsity weight")
     t.add_argument("--aux-entropy", type=nonneg_float, default=0.01, help="entropy weight")
