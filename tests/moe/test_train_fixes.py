@@ -9,7 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medmoe.moe.train import GateStep, MoETrainConfig, build_moe
+from medmoe.moe.steps import GateStep
+from medmoe.moe.train import build_moe
+from medmoe.moe.train_config import MoETrainConfig
 from medmoe.sam3d import build_sam3d
 from medmoe.train.distributed import DistContext
 from medmoe.train.engine import StepContext

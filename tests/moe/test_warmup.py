@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from medmoe.moe.interactive import first_prompt
-from medmoe.moe.train import MoETrainConfig, build_moe, train_moe
+from medmoe.moe.train import build_moe, train_moe
+from medmoe.moe.train_config import MoETrainConfig
 from medmoe.moe.validate import moe_click
 from medmoe.moe.warmup import GateWarmupStep, class_weights, weighted_ce
 from medmoe.sam3d import build_sam3d

@@ -21,13 +21,8 @@ from medmoe.moe.gate import Gate, GateConfig
 from medmoe.moe.model import MoEOutput, MoESam3D
 from medmoe.moe.predictor import MoEPrediction, MoEPredictor
 from medmoe.moe.selector import Routing, expert_weight, route, select_masks
-from medmoe.moe.train import (
-    ExpertTrainConfig,
-    MoETrainConfig,
-    prepare_crops,
-    train_expert,
-    train_moe,
-)
+from medmoe.moe.train import prepare_crops, train_expert, train_moe
+from medmoe.moe.train_config import ExpertTrainConfig, MoETrainConfig
 from medmoe.moe.validate import choose_tau, routing_accuracy
 
 __all__ = [

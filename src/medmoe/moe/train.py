@@ -2,93 +2,38 @@
 
 Both read their crops lazily from a :class:`~medmoe.data.training.CropDataset` (embeddings from
 the cache, labels from disk), so the frozen image encoder runs once per crop and memory is
-bounded by the batch. What is specific here is the step: the interactive click loss
-(:mod:`medmoe.moe.interactive`) on each crop of a batch, plus the gate's cross-entropy on its
-logits for gate training. Under torchrun the gradients of every trainable parameter (the gate,
-and the experts with ``update_top1_expert``) are averaged once per optimizer step.
+bounded by the batch. What is specific here is the step (:mod:`medmoe.moe.steps`): the
+interactive click loss on each crop of a batch, plus the gate's cross-entropy on its logits for
+gate training. Under torchrun the gradients of every trainable parameter (the gate, and the
+experts with ``update_top1_expert``) are averaged once per optimizer step. The configs are in
+:mod:`medmoe.moe.train_config`; the choice of tau after gate training in
+:func:`medmoe.moe.validate.validate_moe`.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from medmoe.data.training import CropDataset, LabelStore, build_crop_dataset
-from medmoe.errors import InputError
 from medmoe.moe.expert import ExpertInfo, save_expert
 from medmoe.moe.gate import Gate, GateConfig
-from medmoe.moe.interactive import dice_ce_loss, interactive_loss
 from medmoe.moe.model import MoESam3D
 from medmoe.moe.selector import DEFAULT_TAU
-from medmoe.moe.validate import choose_tau, one_click_dice, routing_accuracy
-from medmoe.moe.warmup import GateWarmupStep, class_weights, weighted_ce
+from medmoe.moe.steps import ClickStep, ExpertStep, GateStep
+from medmoe.moe.train_config import ExpertTrainConfig, MoETrainConfig
+from medmoe.moe.validate import one_click_dice, validate_moe
+from medmoe.moe.warmup import GateWarmupStep, class_weights
 from medmoe.sam3d import MaskDecoder3D, Sam3D
 from medmoe.train import distributed as dist_utils
-from medmoe.train.engine import LoopConfig, StepContext, fit, identity_collate
-
-TAU_GRID = tuple(round(0.05 * i, 2) for i in range(20))
-
-
-@dataclass(frozen=True)
-class ExpertTrainConfig:
-    epochs: int = 10
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    batch_size: int = 4  # crops per optimizer step (per process)
-    clicks: int = 3  # click iterations per crop, each adding to the loss
-    box_prob: float = 0.5  # fraction of crops prompted by a box (the model must be box-capable)
-    val_fraction: float = 0.2
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        _check_common(self)
-
-
-@dataclass(frozen=True)
-class MoETrainConfig:
-    epochs: int = 10
-    lr_gate: float = 1e-6  # the paper's values
-    lr_expert: float = 1e-4
-    weight_decay: float = 1e-4
-    update_top1_expert: bool = False  # the paper updates the top-1 expert; default: frozen
-    ce_weight: float = 1.0
-    batch_size: int = 4
-    clicks: int = 1
-    box_prob: float = 0.5
-    val_fraction: float = 0.2
-    seed: int = 0
-    tau: float | None = None  # None: choose automatically on the validation split
-    tau_grid: tuple[float, ...] = TAU_GRID
-    weighting: str = "s_top"
-    gate: dict = field(default_factory=dict)  # GateConfig overrides (num_heads, mlp_dim, ...)
-    # Epochs of gate cross-entropy on first prompts alone, before the click loop (0: none, the
-    # paper's schedule; medmoe.moe.warmup). Same learning rate and batch size.
-    warmup_epochs: int = 0
-    balance_classes: bool = False  # weigh the gate's cross-entropy by inverse class frequency
-
-    def __post_init__(self) -> None:
-        _check_common(self)
-        if self.tau is not None and not 0.0 <= self.tau < 1.0:
-            raise InputError(f"tau must be in [0, 1), got {self.tau}")
-        if self.warmup_epochs < 0:
-            raise InputError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
-
-
-def _check_common(cfg) -> None:
-    lrs = [getattr(cfg, n) for n in ("lr", "lr_gate", "lr_expert") if hasattr(cfg, n)]
-    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.clicks < 1:
-        raise InputError("epochs, batch size and clicks must be >= 1")
-    if any(not lr > 0 for lr in lrs) or cfg.weight_decay < 0:
-        raise InputError(f"learning rates must be > 0 and weight decay >= 0, got {lrs}")
-    if not 0.0 <= cfg.box_prob <= 1.0 or not 0.0 <= cfg.val_fraction < 1.0:
-        raise InputError("box_prob must be in [0, 1] and val_fraction in [0, 1)")
+from medmoe.train.engine import LoopConfig, fit, identity_collate
 
 
 def split(data: CropDataset, fraction: float, seed: int) -> tuple[CropDataset, CropDataset]:
@@ -103,87 +48,6 @@ def split(data: CropDataset, fraction: float, seed: int) -> tuple[CropDataset, C
         val += [group[i] for i in order[:n_val]]
         train += [group[i] for i in order[n_val:]]
     return data.subset(sorted(train)), data.subset(sorted(val))
-
-
-class ClickStep:
-    """The interactive loss of every crop of a batch (a list of crop dicts), averaged.
-
-    ``decoder_for(embedding, item, ctx)`` returns the function the click loop calls:
-    ``decode(points, labels, box, mask_input) -> logits`` or ``(logits, extra_loss)``.
-    """
-
-    wrapped: nn.Module | None = None  # set by the engine (the module under DDP, if any)
-
-    def __init__(self, *, base: Sam3D, clicks: int, box_prob: float) -> None:
-        self.base = base
-        self.clicks = clicks
-        self.box_prob = box_prob if base.prompt_encoder.supports_boxes else 0.0
-        self.loss_fn = dice_ce_loss()
-
-    def decoder_for(self, emb: Tensor, item: dict, ctx: StepContext):
-        raise NotImplementedError
-
-    def __call__(self, batch: list[dict], ctx: StepContext) -> Tensor:
-        losses = []
-        for item in batch:
-            emb = item["embedding"].to(ctx.device, non_blocking=True).unsqueeze(0)
-            loss, _ = interactive_loss(
-                self.decoder_for(emb, item, ctx),
-                item["label"],
-                size=self.base.config.img_size,
-                n_iter=self.clicks,
-                rng=ctx.rng,
-                box_prob=self.box_prob,
-                loss_fn=self.loss_fn,
-                device=ctx.device,
-            )
-            losses.append(loss)
-        return torch.stack(losses).mean()
-
-
-class ExpertStep(ClickStep):
-    """Finetunes ``self.wrapped`` (a copy of the general mask decoder)."""
-
-    def decoder_for(self, emb, item, ctx):
-        pe = self.base.prompt_encoder.get_dense_pe()
-
-        def decode(pts, lab, box, mask_input):
-            points = (pts, lab) if pts is not None else None
-            return self.base.decode(
-                emb, points=points, boxes=box, mask_input=mask_input, image_pe=pe,
-                decoder=self.wrapped,
-            )[0]  # fmt: skip
-
-        return decode
-
-
-class GateStep(ClickStep):
-    """Trains the gate (and the top-1 expert if it is trainable): the selected mask's
-    interactive loss plus ``ce_weight`` times the gate's cross-entropy against the crop's
-    task, on the gate's logits."""
-
-    def __init__(
-        self, *, moe: MoESam3D, config: MoETrainConfig, weights: Tensor | None = None
-    ) -> None:
-        super().__init__(base=moe.base, clicks=config.clicks, box_prob=config.box_prob)
-        self.moe = moe
-        self.ce_weight = config.ce_weight
-        self.tau = config.tau if config.tau is not None else DEFAULT_TAU
-        self.weights = weights  # per gate class (medmoe.moe.warmup.class_weights), or None
-
-    def decoder_for(self, emb, item, ctx):
-        pe = self.base.prompt_encoder.get_dense_pe()
-        target = torch.tensor([item["task"]], device=ctx.device)
-
-        def decode(pts, lab, box, mask_input):
-            out = self.moe.decode(
-                emb, points=(pts, lab) if pts is not None else None, boxes=box,
-                mask_input=mask_input, image_pe=pe, tau=self.tau, gate=self.wrapped,
-            )  # fmt: skip
-            ce = weighted_ce(out.gate_logits, target, self.weights)
-            return out.low_res_logits, self.ce_weight * ce
-
-        return decode
 
 
 def prepare_crops(samples, *, cache, device: torch.device | str = "auto") -> CropDataset:
@@ -251,7 +115,7 @@ def train_expert(
     name: str,
     labels: list[str],
     out_dir: str | os.PathLike,
-    config: ExpertTrainConfig = ExpertTrainConfig(),
+    config: ExpertTrainConfig = ExpertTrainConfig(),  # noqa: B008 (frozen)
     resume: bool = False,
     progress: bool = True,
     device: torch.device | str = "auto",
@@ -317,18 +181,6 @@ def _moe_param_groups(moe: MoESam3D, config: MoETrainConfig) -> list[dict]:
     return groups
 
 
-def _validate_moe(moe: MoESam3D, val: CropDataset, config: MoETrainConfig, device) -> dict:
-    """Choose tau on the validation crops (unless fixed) and measure routing accuracy."""
-    moe.eval()
-    report: dict = {}
-    if config.tau is None and len(val):
-        moe.tau, report["tau_scores"] = choose_tau(moe, val, config.tau_grid, device=device)
-    report["tau"] = moe.tau
-    if len(val):
-        report["routing_accuracy"] = routing_accuracy(moe, val, device=device)
-    return report
-
-
 def _warm_up_gate(moe: MoESam3D, train: CropDataset, config, weights, run: RunOptions) -> None:
     """``config.warmup_epochs`` of the gate's cross-entropy alone (:mod:`medmoe.moe.warmup`),
     on the shared engine: one gate call per step, so plain DDP under torchrun."""
@@ -359,7 +211,7 @@ def train_moe(
     experts: dict[str, MaskDecoder3D],
     data: CropDataset,
     out_dir: str | os.PathLike,
-    config: MoETrainConfig = MoETrainConfig(),
+    config: MoETrainConfig = MoETrainConfig(),  # noqa: B008 (frozen)
     resume: bool = False,
     progress: bool = True,
     base_checkpoint: str | os.PathLike | None = None,
@@ -395,7 +247,7 @@ def train_moe(
         run=RunOptions(out_dir, ctx.device, resume, progress, "gate", keep_checkpoints),
     )
     dist_utils.dump_rank_weights(trainable, out_dir, "gate", ctx)
-    report = _validate_moe(moe, val, config, ctx.device)
+    report = validate_moe(moe, val, tau=config.tau, grid=config.tau_grid, device=ctx.device)
     if ctx.is_main and base_checkpoint is not None:
         from medmoe.moe.bundle import save_moe_bundle
 

@@ -99,3 +99,17 @@ def routing_accuracy(moe: MoESam3D, data, *, device: torch.device) -> float:
         out = moe_click(moe, item, tau=moe.tau, device=device)
         good += int(out.gate_probs[0].argmax().item() == item["task"])
     return good / max(len(data), 1)
+
+
+def validate_moe(moe: MoESam3D, val, *, tau: float | None, grid, device: torch.device) -> dict:
+    """After gate training: choose tau on the validation crops ``val`` (``tau`` None; the
+    choice is set on ``moe``) and measure routing accuracy. Returns the training report's
+    ``tau`` and, where ``val`` is not empty, ``tau_scores`` and ``routing_accuracy``."""
+    moe.eval()
+    report: dict = {}
+    if tau is None and len(val):
+        moe.tau, report["tau_scores"] = choose_tau(moe, val, grid, device=device)
+    report["tau"] = moe.tau
+    if len(val):
+        report["routing_accuracy"] = routing_accuracy(moe, val, device=device)
+    return report

@@ -1,6 +1,6 @@
 """A cheap start for the gate: cross-entropy on first prompts, no decoder (before the click loop).
 
-The click loop (:class:`medmoe.moe.train.GateStep`) runs the general decoder and an expert for
+The click loop (:class:`medmoe.moe.steps.GateStep`) runs the general decoder and an expert for
 every click of every crop, so a CPU budget allows it a few hundred gate steps. The gate's
 cross-entropy alone needs only the cached embedding and the prompt encoder, so a warm-up of many
 epochs costs about what one click-loop epoch does. ``MoETrainConfig.warmup_epochs`` turns it on
