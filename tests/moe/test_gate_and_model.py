@@ -120,3 +120,20 @@ def test_cpu_default_runs_the_decoders_one_by_one():
             torch.randn(1, 96, 8, 8, 8), points=(torch.tensor([[[9.0, 9, 9]]]), torch.tensor([[1]]))
         )
     assert bool(out.routing.use_expert[0]) and "_stacked" not in moe.__dict__
+
+
+def test_forward_is_differentiable_to_the_gate_and_the_top1_expert():
+    """``forward`` builds a graph (it once ran under ``no_grad``): a loss on the selected mask
+    reaches the gate (through s_top, the mixing weight) and the top-1 expert, and nothing else."""
+    moe = _moe_towards(1).train()
+    pts = (torch.tensor([[[60.0, 64, 70]]]), torch.tensor([[1]]))
+    out = moe(torch.randn(1, 1, 128, 128, 128), points=pts, tau=0.0)
+    assert int(out.routing.expert[0]) == 2 and bool(out.routing.use_expert[0])
+    out.low_res_logits.sum().backward()
+
+    def reached(module: torch.nn.Module) -> bool:
+        return any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in module.parameters())
+
+    assert reached(moe.gate) and reached(moe.experts["e1"])
+    assert not reached(moe.experts["e0"]) and not reached(moe.experts["e2"])
+    assert all(p.grad is None for p in moe.base.parameters())  # frozen

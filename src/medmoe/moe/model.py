@@ -71,9 +71,9 @@ class MoESam3D(nn.Module):
         self,
         image_embeddings: Tensor,
         *,
-        points=None,
-        boxes=None,
-        mask_input=None,
+        points: tuple[Tensor, Tensor] | None = None,
+        boxes: Tensor | None = None,
+        mask_input: Tensor | None = None,
         image_pe: Tensor | None = None,
         tau: float | None = None,
         weighting: str | None = None,
@@ -143,6 +143,30 @@ class MoESam3D(nn.Module):
             cache.pop(next(iter(cache)))
         return hit
 
-    @torch.no_grad()
-    def forward(self, volume: Tensor, **prompts) -> MoEOutput:
-        return self.decode(self.base.image_encoder(volume), **prompts)
+    def forward(
+        self,
+        volume: Tensor,
+        *,
+        points: tuple[Tensor, Tensor] | None = None,
+        boxes: Tensor | None = None,
+        mask_input: Tensor | None = None,
+        tau: float | None = None,
+        weighting: str | None = None,
+    ) -> MoEOutput:
+        """End to end and differentiable (the gate and the experts get gradients; the base is
+        frozen): ``(B, 1, S, S, S)`` volume -> :class:`MoEOutput`, logits ``(B, 1, S/4, S/4, S/4)``.
+
+        ``points``: ``(coords (B, N, 3) in the input frame, labels (B, N))``, 1 positive, 0
+        negative, -1 padding; ``boxes``: ``(B, 6)`` as ``(x1, y1, z1, x2, y2, z2)``;
+        ``mask_input``: ``(B, 1, S/4, S/4, S/4)`` logits of a previous prediction; ``tau`` and
+        ``weighting`` override the model's. Inference (no gradients, eval mode, the embedding
+        kept over clicks) is :class:`medmoe.moe.predictor.MoEPredictor`'s.
+        """
+        return self.decode(
+            self.base.image_encoder(volume),
+            points=points,
+            boxes=boxes,
+            mask_input=mask_input,
+            tau=tau,
+            weighting=weighting,
+        )
