@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from tools.update_readme import README, REPORT, main
 
-from medmoe.demo.readme import README, REPORT, block, main, synced
-from medmoe.demo.report import README_END, README_START
+from medmoe.demo.readme_block import README_END, README_START, block, synced
 from medmoe.errors import InputError
 
 
@@ -21,10 +21,10 @@ def test_sync_replaces_only_the_block(tmp_path):
     report = tmp_path / "report.md"
     readme.write_text(f"intro\n{README_START}\nold | 0.1\n{README_END}\noutro\n")
     report.write_text(f"# r\n{README_START}\nnew | 0.9\n{README_END}\nmore\n")
-    assert main(["--readme", str(readme), "--report", str(report), "--check"]) == 1
-    assert main(["--readme", str(readme), "--report", str(report)]) == 0
+    assert main([str(report), "--readme", str(readme), "--check"]) == 1
+    assert main([str(tmp_path), "--readme", str(readme)]) == 0  # a demo's folder: its report.md
     assert readme.read_text() == f"intro\n{README_START}\nnew | 0.9\n{README_END}\noutro\n"
-    assert main(["--readme", str(readme), "--report", str(report), "--check"]) == 0
+    assert main([str(report), "--readme", str(readme), "--check"]) == 0
 
 
 def test_missing_markers_are_an_input_error():

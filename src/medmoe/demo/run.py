@@ -223,7 +223,9 @@ def run_mri_demo(
     config: DemoConfig | None = None,
     device: str = "auto",
 ) -> Path:
-    from medmoe.demo.report import bar_chart, write_report
+    from medmoe.demo.figure import bar_chart
+    from medmoe.demo.report import RunRecord, write_report
+    from medmoe.demo.results import demo_results
     from medmoe.moe import EmbeddingCache
     from medmoe.sam3d import load_sam3d
     from medmoe.utils.device import resolve_device
@@ -251,20 +253,19 @@ def run_mri_demo(
         rows = evaluate_subject(cfg, out, moe, "A", atlas_a)
     with timer("evaluate B", cached=(out / "eval_B.json").is_file()):
         rows += evaluate_subject(cfg, out, moe, "B", _subject("B", cfg))
-    figure = bar_chart(rows, "B", out / "dice_per_structure.png")
-    report = write_report(
-        out / "report.md", rows=rows, cfg=cfg, names=atlas_a.names, tau=moe.tau,
-        training=_training_summary(out, cfg), timings=timer.timings, cpu=timer.cpu, loads=timer.loads,
-        machine=_machine(),
-        figures=[figure], cfg_text=json.dumps(cfg.to_dict(), indent=1),
+    results = demo_results(rows, cfg=cfg, names=atlas_a.names, tau=moe.tau)
+    figure = bar_chart(results.b, out / "dice_per_structure.png")
+    record = RunRecord(
+        training=_training_summary(out, cfg), timings=timer.timings, cpu=timer.cpu,
+        loads=timer.loads, machine=_machine(), config_text=json.dumps(cfg.to_dict(), indent=1),
     )  # fmt: skip
+    report = write_report(out / "report.md", results=results, run=record, figures=[figure])
     _print_summary(report)
     return report
 
 
 def _print_summary(report: Path) -> None:
-    from medmoe.demo.report import README_END, README_START
+    from medmoe.demo.readme_block import block
 
-    text = report.read_text()
-    print(text[text.index(README_START) + len(README_START) : text.index(README_END)])
+    print(block(report.read_text(), source=str(report)))
     print(f"report: {report}")
