@@ -44,8 +44,13 @@ def route_weights(
     mask = top_p_mask(probs, p)
     weights = probs * mask
     if renormalize:
-        weights = weights / weights.sum(dim=-1, keepdim=True)
+        weights = straight_through(weights / weights.sum(dim=-1, keepdim=True), weights)
     return weights, mask
+
+
+def straight_through(value: Tensor, surrogate: Tensor) -> Tensor:
+    """``value`` in the forward pass, ``surrogate``'s gradient in the backward pass."""
+    return surrogate + (value - surrogate).detach()
 
 
 def group_by_expert_set(mask: Tensor) -> dict[tuple[int, ...], Tensor]:
