@@ -36,6 +36,7 @@ from medmoe.multitask.training.losses import (
     SegmentationLoss,
     gate_aux_loss,
 )
+from medmoe.multitask.training.usage import UsageMeter
 from medmoe.train import distributed as dist_utils
 from medmoe.train.engine import LoopConfig, StepContext, fit
 
@@ -146,10 +147,13 @@ def supervised_loss(
 
 
 class FundusStep:
-    """One homogeneous batch (grades or masks) to its loss, gate auxiliaries included."""
+    """One homogeneous batch (grades or masks) to its loss, gate auxiliaries included; each
+    task's routing goes to ``usage`` (when given)."""
 
-    def __init__(self, *, model: MultiTaskMoE, config: FundusTrainConfig) -> None:
-        self.model, self.config = model, config
+    def __init__(
+        self, *, model: MultiTaskMoE, config: FundusTrainConfig, usage: UsageMeter | None = None
+    ) -> None:
+        self.model, self.config, self.usage = model, config, usage
         self.wrapped: nn.Module = model  # the engine replaces it with the DDP wrapper
         self.cls_loss, self.seg_loss = ClassificationLoss(), SegmentationLoss()
         self.aux = AuxWeights(**config.aux)
@@ -173,6 +177,9 @@ class FundusStep:
                 supervised_loss(self.cls_loss, out[t], batch[t].to(ctx.device), expert_weight=w)
                 for t in tasks
             )
+        if self.usage is not None:
+            for t in tasks:
+                self.usage.update(t, out[t].probs, out[t].mask, epoch=ctx.epoch)
         if mc.num_experts > 1:
             loss = loss + sum(gate_aux_loss(out[t].probs, out[t].mask, self.aux) for t in tasks)
         return loss
@@ -219,13 +226,14 @@ def train_fundus(
     batches = AlternatingBatches(
         n_cls=dataset.n_cls, n_seg=dataset.n_seg, batch_size=config.batch_size, seed=config.seed
     )
+    usage = UsageMeter()  # per task and epoch, into the history and metrics.jsonl
     history = fit(
         model=model,
         param_groups=[
             {"params": backbone, "lr": config.lr_backbone},
             {"params": rest, "lr": config.lr_heads},
         ],
-        step=FundusStep(model=model, config=config),
+        step=FundusStep(model=model, config=config, usage=usage),
         dataset=dataset,
         loop=LoopConfig(
             epochs=config.epochs,
@@ -245,6 +253,7 @@ def train_fundus(
         resume=resume,
         progress=progress,
         desc="fundus",
+        validate=lambda _model: usage.pop(),
     )
     for h in history:
         h["dense"] = use_dense(h["epoch"], config.epochs, model_config.warmup_fraction)
