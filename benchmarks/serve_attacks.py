@@ -79,7 +79,7 @@ def proc_status(pid: int) -> dict[str, float]:
 
 
 def bomb_attacks(proc: subprocess.Popen, url: str, bomb: bytes) -> dict:
-    from medmoe.serve.multipart import encode_form
+    from medmoe.serve.monailabel.multipart import encode_form
 
     def multipart(field: str) -> tuple[dict, bytes]:
         ctype, body = encode_form(

@@ -147,7 +147,7 @@ def complex_nifti(shape=(20, 20, 20)) -> bytes:
 
 def form(fields: list[tuple[str, str | None, bytes]]) -> tuple[dict, bytes]:
     """Headers and body of a multipart upload, as MONAI Label's client sends one."""
-    from medmoe.serve.multipart import encode_form
+    from medmoe.serve.monailabel.multipart import encode_form
 
     ctype, body = encode_form(
         [(n, f, "application/octet-stream" if f else "application/json", d) for n, f, d in fields]

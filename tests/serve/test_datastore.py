@@ -10,9 +10,9 @@ from tests.serve.conftest import AFFINE
 
 from medmoe.data import load_label
 from medmoe.errors import InputError
-from medmoe.serve.datastore import Datastore, base_name, check_id, check_tag
-from medmoe.serve.labelfile import nrrd_bytes
-from medmoe.serve.multipart import encode_form, form_params, parse_form
+from medmoe.serve.monailabel.datastore import Datastore, base_name, check_id, check_tag
+from medmoe.serve.monailabel.labelfile import nrrd_bytes
+from medmoe.serve.monailabel.multipart import encode_form, form_params, parse_form
 
 
 @pytest.mark.parametrize(

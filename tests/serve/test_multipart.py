@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from medmoe.errors import InputError
-from medmoe.serve.multipart import encode_form, form_params, parse_form, read_form
+from medmoe.serve.monailabel.multipart import encode_form, form_params, parse_form, read_form
 from medmoe.serve.store import TooLarge
 
 

@@ -11,8 +11,8 @@ import pytest
 from medmoe.errors import InputError
 from medmoe.serve.app import _status
 from medmoe.serve.engine import Engine
+from medmoe.serve.monailabel.temp_images import TempImages
 from medmoe.serve.store import Busy, ExpiringStore, NotFound, ServeConfig, SessionStore
-from medmoe.serve.temp_images import TempImages
 
 KINDS = ("sessions", "temp_images")
 TTL = 60.0

@@ -28,16 +28,16 @@ from medmoe.errors import InputError, MedmoeError, first_line
 from medmoe.sam3d import Sam3DPredictor
 from medmoe.serve import jsonlimits
 from medmoe.serve.auth import AuthConfig, Authenticator, RateLimited
+from medmoe.serve.body import read_body
 from medmoe.serve.budget import Busy, MemoryBudget, UploadSlots
-from medmoe.serve.datastore import Conflict, Datastore
 from medmoe.serve.engine import Engine
 from medmoe.serve.guard import BearerAuth, Forbidden, HostGuard, HostPolicy, SecurityHeaders
-from medmoe.serve.monailabel import monailabel_router
-from medmoe.serve.multipart import read_body
+from medmoe.serve.monailabel.datastore import Conflict, Datastore
+from medmoe.serve.monailabel.router import monailabel_router
+from medmoe.serve.monailabel.temp_images import TempImages
+from medmoe.serve.monailabel.uploads import Uploads
 from medmoe.serve.session import MAX_POINTS
 from medmoe.serve.store import NotFound, NotNifti, ServeConfig, SessionStore, TooLarge
-from medmoe.serve.temp_images import TempImages
-from medmoe.serve.uploads import Uploads
 from medmoe.serve.views import slice_array, to_png
 
 STATIC = resources.files("medmoe.serve") / "static"

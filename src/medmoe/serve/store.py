@@ -5,7 +5,7 @@ UUID made here; names that come from a client are never used to build a path. Up
 streamed to ``upload.part`` with a running byte count, so an oversized body is refused while it
 arrives (nothing is spooled to the system temp directory), and renamed only once the scan loads.
 :class:`ExpiringStore` holds the id check, expiry and deletion shared with MONAI Label's
-temporary images (:class:`medmoe.serve.datastore.TempImages`).
+temporary images (:class:`medmoe.serve.monailabel.temp_images.TempImages`).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from pathlib import Path
 from fastapi import Request
 
 from medmoe.serve.budget import UploadSlots
-from medmoe.serve.multipart import read_form
+from medmoe.serve.monailabel.multipart import read_form
 
 PARAMS_LIMIT = 2 << 20  # an /infer body: its params field (1 MiB at most) and the framing
 

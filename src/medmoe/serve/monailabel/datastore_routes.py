@@ -13,11 +13,11 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from medmoe.errors import InputError
-from medmoe.serve.datastore import DEFAULT_TAG, Datastore, base_name
 from medmoe.serve.guard import require
-from medmoe.serve.multipart import Part, form_params
-from medmoe.serve.temp_images import TempImages
-from medmoe.serve.uploads import Uploads
+from medmoe.serve.monailabel.datastore import DEFAULT_TAG, Datastore, base_name
+from medmoe.serve.monailabel.multipart import Part, form_params
+from medmoe.serve.monailabel.temp_images import TempImages
+from medmoe.serve.monailabel.uploads import Uploads
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd")
 

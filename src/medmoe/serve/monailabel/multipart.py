@@ -47,20 +47,6 @@ class Part:
             return fh.read(n)
 
 
-async def read_body(stream: AsyncIterator[bytes], *, limit: int, declared: str | None) -> bytes:
-    """The whole request body, refused with :class:`TooLarge` once it passes ``limit`` bytes
-    (for small bodies only: the login form, a prompt)."""
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"the upload is over the limit of {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in stream:
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"the upload is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _headers(block: bytes) -> dict[str, str]:
     out = {}
     for line in block.decode("utf-8", errors="replace").split("\r\n"):

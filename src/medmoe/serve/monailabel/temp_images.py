@@ -14,7 +14,7 @@ from pathlib import Path
 
 from medmoe.data import Volume
 from medmoe.serve.budget import MemoryBudget
-from medmoe.serve.datastore import IMAGE_EXTS, base_name, file_ext, read_head
+from medmoe.serve.monailabel.datastore import IMAGE_EXTS, base_name, file_ext, read_head
 from medmoe.serve.store import ExpiringStore
 
 

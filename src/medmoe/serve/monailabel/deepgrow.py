@@ -20,7 +20,6 @@ import dataclasses
 import json
 import time
 import uuid
-from urllib.parse import parse_qs
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Request
@@ -31,15 +30,14 @@ from torch import Tensor
 from medmoe.data import Sam3DCrop, Volume
 from medmoe.data.prompts import check_box, check_points
 from medmoe.errors import InputError
-from medmoe.serve.auth import Authenticator
-from medmoe.serve.datastore import Datastore
-from medmoe.serve.datastore_routes import datastore_routes, download, session_routes
 from medmoe.serve.engine import Decoded, EmbeddingLRU, Engine
-from medmoe.serve.labelfile import RESULT_EXTS, label_bytes, result_format
-from medmoe.serve.multipart import encode_form, form_params, read_body
+from medmoe.serve.monailabel.datastore import Datastore
+from medmoe.serve.monailabel.datastore_routes import download
+from medmoe.serve.monailabel.labelfile import RESULT_EXTS, label_bytes, result_format
+from medmoe.serve.monailabel.multipart import encode_form, form_params
+from medmoe.serve.monailabel.temp_images import TempImages
+from medmoe.serve.monailabel.uploads import Uploads
 from medmoe.serve.session import check_point_count, mask_bbox
-from medmoe.serve.temp_images import TempImages
-from medmoe.serve.uploads import Uploads
 
 OBJECT_LABEL = "object"  # the segment Slicer creates for the user to click into
 
@@ -134,59 +132,7 @@ def model_name(engine: Engine) -> str:
     return "medmoe_moe" if engine.is_moe else "medmoe_sam3d"
 
 
-def app_info(engine: Engine, datastore: Datastore, version: str) -> dict:
-    what = (
-        f"SAM-Med3D-MoE (general + {', '.join(engine.expert_names) or 'no'} experts)"
-        if engine.is_moe
-        else "SAM-Med3D"
-    )
-    model = {
-        "type": "deepgrow",
-        "labels": [],  # any object: the user names the segment
-        "dimension": 3,
-        "description": f"medmoe {what}: foreground/background clicks, one object per call",
-        "config": {},
-        "experts": engine.expert_names,
-    }
-    return {
-        "name": "medmoe",
-        "description": "medmoe serve: interactive 3-D segmentation, MONAI Label API",
-        "version": version,
-        "labels": [OBJECT_LABEL],
-        "models": {model_name(engine): model},
-        "trainers": {},
-        "strategies": {},
-        "scoring": {},
-        "train_stats": {},
-        "datastore": datastore.status(),
-    }
-
-
-def monailabel_router(
-    *,
-    engine: Engine,
-    datastore: Datastore,
-    sessions: TempImages,
-    uploads: Uploads,
-    version: str,
-    auth: Authenticator | None,
-) -> APIRouter:
-    """The MONAI Label endpoints; request bodies arrive through ``uploads``."""
-    router = APIRouter(tags=["MONAI Label"])
-
-    @router.get("/info/")
-    def info() -> dict:
-        """The app: its labels and its one ``deepgrow`` model."""
-        return app_info(engine, datastore, version)
-
-    datastore_routes(router, datastore, uploads)
-    session_routes(router, sessions, uploads)
-    _infer_routes(router, engine, datastore, sessions, uploads)
-    _auth_routes(router, auth)
-    return router
-
-
-def _infer_routes(
+def infer_routes(
     router: APIRouter, engine: Engine, datastore: Datastore, sessions: TempImages, uploads: Uploads
 ) -> None:
     deepgrow = Deepgrow(engine=engine, capacity=max(8, 2 * sessions.max_count))
@@ -251,38 +197,3 @@ def _infer_routes(
 
 def _json(value) -> bytes:
     return json.dumps(value).encode("utf-8")
-
-
-def _auth_routes(router: APIRouter, auth: Authenticator | None) -> None:
-    @router.get("/auth/")
-    def auth_enabled() -> dict:
-        """Whether the server needs a login (MONAI Label's client asks before anything else)."""
-        return {"enabled": auth is not None, "client_id": None, "realm": None}
-
-    @router.post("/auth/token")
-    async def access_token(request: Request) -> JSONResponse:
-        """OAuth2 password form (``username``, ``password``, ``grant_type``) -> bearer token."""
-        if auth is None:
-            return JSONResponse({"access_token": None, "token_type": None})
-        body = await read_body(
-            request.stream(), limit=16 << 10, declared=request.headers.get("content-length")
-        )
-        form = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
-        username = form.get("username", [""])[0]
-        password = form.get("password", [""])[0]
-        client = request.client.host if request.client else ""
-        token = await run_in_threadpool(auth.login, username, password, client=client)
-        if token is None:
-            return JSONResponse(
-                {"detail": "invalid credentials"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        return JSONResponse({"access_token": token, "token_type": "bearer"})
-
-    @router.get("/auth/token/valid")
-    def valid_token(request: Request) -> dict:
-        """200 with the user while the bearer token is valid (the middleware sends 401)."""
-        user = getattr(request.state, "user", None) or "anonymous"
-        role = (auth.role_of(user) if auth is not None else None) or "admin"
-        return {"username": user, "email": None, "name": user, "roles": [role]}
