@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from medmoe.errors import InputError
-from medmoe.multitask.data.idrid import load_masks, load_rgb
+from medmoe.multitask.data.idrid import load_masks, load_native_masks, load_rgb
 
 
 class GradingSet(Dataset):
@@ -75,6 +75,13 @@ class SegmentationSet(Dataset):
         if self.masks is not None:
             return self.images[i], self.masks[i]
         return load_rgb(self.images[i].image, self.size), load_masks(self.images[i], self.size)
+
+    def native_masks(self, i: int) -> np.ndarray:
+        """``(5, H0, W0)`` bool at the photograph's native resolution, for scoring: IDRiD's
+        original mask files (not the max-pooled training targets); arrays as they are held."""
+        if self.masks is not None:
+            return np.asarray(self.masks[i], bool)
+        return load_native_masks(self.images[i])
 
     def __getitem__(self, i: int) -> dict:
         image, masks = self.sample(i)

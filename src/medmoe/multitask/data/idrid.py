@@ -143,6 +143,23 @@ def load_rgb(path: Path, size: tuple[int, int]) -> np.ndarray:
         return np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / 255.0
 
 
+def load_native_masks(sample: SegSample) -> np.ndarray:
+    """``(5, H, W)`` bool at the photograph's own size, read from the original mask files (no
+    resizing): what the IDRiD challenge scores against. A mask of another size is refused."""
+    with Image.open(sample.image) as im:
+        width, height = im.size
+    out = []
+    for lesion in LESIONS:
+        mask = binarize_mask(sample.masks[lesion], (height, width))
+        if mask.shape != (height, width):
+            raise InputError(
+                f"{sample.masks[lesion]}: mask is {mask.shape[1]}x{mask.shape[0]}, "
+                f"its photograph {sample.image.name} {width}x{height}"
+            )
+        out.append(mask)
+    return np.stack(out)
+
+
 def load_masks(sample: SegSample, size: tuple[int, int]) -> np.ndarray:
     """``(5, H, W)`` bool, downsized with max pooling (a pixel is positive if any source pixel
     under it is), so that 1-pixel microaneurysms survive; see

@@ -1,7 +1,9 @@
-"""Fundus metrics: accuracy and quadratic-weighted kappa for grades; IoU, Dice (pooled over the
-split, foreground only) and AUPR (the IDRiD challenge's lesion metric) for lesions.
+"""Fundus metrics: accuracy, the confusion matrix and quadratic-weighted kappa for grades; IoU,
+Dice (pooled over the split, foreground only) and AUPR for lesion pixels held in memory.
 
-Kappa and AUPR are written out here (a few lines each) rather than pulling in scikit-learn.
+Kappa and AUPR are written out here (a few lines each) rather than pulling in scikit-learn. The
+evaluation of a split scores lesions at native resolution from pixel counts instead
+(:mod:`~medmoe.multitask.evaluation.lesion_scores`); the functions here are its references.
 """
 
 from __future__ import annotations
@@ -14,11 +16,23 @@ def accuracy(pred, true) -> float:
     return float((pred == true).mean()) if true.size else float("nan")
 
 
+def confusion_matrix(pred, true, num_classes: int) -> np.ndarray:
+    """``(K, K)`` int64 counts: row = true class, column = predicted class."""
+    pred, true = np.asarray(pred, int), np.asarray(true, int)
+    out = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(out, (true, pred), 1)
+    return out
+
+
+def joint_accuracy(pred_a, true_a, pred_b, true_b) -> float:
+    """The fraction of samples with both predictions right (IDRiD sub-challenge 2: DR and DME)."""
+    right = (np.asarray(pred_a) == np.asarray(true_a)) & (np.asarray(pred_b) == np.asarray(true_b))
+    return float(right.mean()) if right.size else float("nan")
+
+
 def quadratic_weighted_kappa(pred, true, num_classes: int) -> float:
     """Cohen's kappa with weights ``(i - j)^2 / (K - 1)^2``: ``1 - sum(W*O) / sum(W*E)``."""
-    pred, true = np.asarray(pred, int), np.asarray(true, int)
-    observed = np.zeros((num_classes, num_classes))
-    np.add.at(observed, (true, pred), 1)
+    observed = confusion_matrix(pred, true, num_classes).astype(float)
     i, j = np.indices(observed.shape)
     weights = (i - j) ** 2 / (num_classes - 1) ** 2
     expected = np.outer(observed.sum(1), observed.sum(0)) / max(observed.sum(), 1)
