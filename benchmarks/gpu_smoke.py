@@ -64,7 +64,7 @@ def main() -> int:
         torch.manual_seed(0)
         save_sam3d_checkpoint(build_sam3d("tiny"), root / "base.pth")
         ds = make_dataset(root)
-        base, dev = ["--base", str(root / "base.pth")], ["--device", device]
+        base, dev = ["--checkpoint", str(root / "base.pth")], ["--device", device]
         stage("expert epoch", ["expert", "train", "--name", "box", "--dataset", str(ds),
               "--labels", "box", *base, "--out", str(root / "expert"), "--epochs", "1", *dev],
               lines)  # fmt: skip

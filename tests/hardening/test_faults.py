@@ -57,7 +57,7 @@ def expert_cmd(root, out, *extra):
         str(out),
         "--epochs",
         "5",
-        "--clicks",
+        "--click-iterations",
         "2",
         "--crops-per-target",
         "3",

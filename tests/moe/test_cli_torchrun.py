@@ -71,7 +71,7 @@ def _train_expert(root: Path) -> None:
     r = run_cli(
         "expert", "train", "--name", "boxes", "--dataset", str(root / "ds"), "--labels", "box",
         "--base", str(root / "base.pth"), "--out", str(root / "expert"), "--epochs", "2",
-        "--clicks", "1", "--keep-checkpoints", "1",
+        "--click-iterations", "1", "--keep-checkpoints", "1",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert (root / "expert" / "expert.json").is_file()
@@ -119,7 +119,7 @@ def _resume_then_refuse_another_config(root: Path, common: list[str]) -> None:
 
 def _bundle_commands(root: Path, tmp_path: Path, capsys) -> None:
     """Bundle management and segmentation with the bundle."""
-    assert main(["moe", "list", str(root / "bundle")]) == 0
+    assert main(["moe", "list", "--moe", str(root / "bundle")]) == 0
     assert "expert 1: boxes" in capsys.readouterr().out
     out = tmp_path / "mask.nii.gz"
     image = root / "ds" / "imagesTr" / "c0_0000.nii.gz"
@@ -128,5 +128,6 @@ def _bundle_commands(root: Path, tmp_path: Path, capsys) -> None:
     printed = capsys.readouterr().out
     assert "expert:" in printed and "s_top" in printed
     assert nib.load(out).shape == (40, 40, 40)
-    assert main(["moe", "remove-expert", str(root / "bundle"), "boxes"]) == 2  # the last expert
+    last = ["moe", "remove-expert", "--moe", str(root / "bundle"), "--name", "boxes"]
+    assert main(last) == 2  # the last expert
     assert "last expert" in capsys.readouterr().err

@@ -50,7 +50,7 @@ def test_predict_on_the_real_retina_photograph(trained, tmp_path, capsys):
                 "predict",
                 "--image",
                 str(photo),
-                "--checkpoint",
+                "--model",
                 str(trained),
                 "--out",
                 str(tmp_path / "p"),
@@ -72,7 +72,7 @@ def test_predict_on_the_real_retina_photograph(trained, tmp_path, capsys):
 
 
 def test_evaluate_and_bad_inputs(trained, tmp_path, capsys):
-    argv = ["fundus", "evaluate", "--checkpoint", str(trained), "--data", "synthetic"]
+    argv = ["fundus", "evaluate", "--model", str(trained), "--data", "synthetic"]
     assert (
         main([*argv, "--seed", "1", "--synthetic-count", "4", "--out", str(tmp_path / "m.json")])
         == 0
@@ -89,10 +89,10 @@ def test_evaluate_and_bad_inputs(trained, tmp_path, capsys):
     assert saved["mean"] == [0.485, 0.456, 0.406] and saved["std"] == [0.229, 0.224, 0.225]
     bad = tmp_path / "x.jpg"
     bad.write_bytes(b"no image")
-    pred = ["fundus", "predict", "--image", str(bad), "--checkpoint", str(trained)]
+    pred = ["fundus", "predict", "--image", str(bad), "--model", str(trained)]
     assert main([*pred, "--out", str(tmp_path / "o")]) == 2
     assert "cannot read image" in capsys.readouterr().err
-    assert main(["fundus", "evaluate", "--checkpoint", str(tmp_path), "--data", "synthetic"]) == 2
+    assert main(["fundus", "evaluate", "--model", str(tmp_path), "--data", "synthetic"]) == 2
     assert "not a medmoe fundus model" in capsys.readouterr().err
 
 

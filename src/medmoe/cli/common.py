@@ -1,33 +1,27 @@
-"""Helpers shared by subcommands: loading a predictor from ``--checkpoint`` or ``--moe``."""
+"""Option builders and loaders shared by subcommands, so one concept has one name everywhere.
+
+The names (checked over the whole argparse tree by ``tests/cli/test_cli_names.py``):
+
+- ``--checkpoint``: a SAM-Med3D checkpoint (``--base`` is kept as an alias in the trainers);
+- ``--moe``: a SAM-Med3D-MoE bundle folder;
+- ``--dataset``: a dataset (a path, or ``synthetic`` for the fundus MoE);
+- ``--clicks``: the click counts at which ``evaluate`` scores (a list such as ``1,3,5,10``);
+  trainers simulate ``--click-iterations`` clicks per crop;
+- ``--seed``: an integer >= 0.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--checkpoint", type=Path, help="SAM-Med3D checkpoint (published format)")
-    group.add_argument("--moe", type=Path, help="a SAM-Med3D-MoE bundle directory")
-
-
-def load_predictor(args: argparse.Namespace):
-    """A :class:`Sam3DPredictor` for ``--checkpoint`` or a :class:`MoEPredictor` for ``--moe``,
-    with the model on ``--device`` (``auto`` when the subcommand has no such option)."""
-    from medmoe.utils.device import resolve_device
-
-    device = resolve_device(getattr(args, "device", "auto"))
-    if getattr(args, "moe", None) is not None:
-        from medmoe.moe import MoEPredictor, load_moe_bundle
-
-        return MoEPredictor(load_moe_bundle(args.moe).to(device))
-    from medmoe.sam3d import Sam3DPredictor, load_sam3d
-
-    return Sam3DPredictor(load_sam3d(args.checkpoint).to(device))
+CHECKPOINT_HELP = (
+    "SAM-Med3D checkpoint: a .pth/.safetensors file or a registered name (medmoe-brain)"
+)
+MOE_HELP = "a SAM-Med3D-MoE bundle folder"
 
 
-def _ranged(kind, *, low=None, high=None, low_open=False, high_open=False, what=""):
+def ranged(kind, *, low=None, high=None, low_open=False, high_open=False, what=""):
     """An argparse ``type`` that parses ``kind`` and checks it lies in the range (exit 2, one line)."""
 
     def parse(text: str):
@@ -45,27 +39,103 @@ def _ranged(kind, *, low=None, high=None, low_open=False, high_open=False, what=
     return parse
 
 
-positive_int = _ranged(int, low=1, what="an integer >= 1")
-nonneg_int = _ranged(int, low=0, what="an integer >= 0")
-positive_float = _ranged(float, low=0.0, low_open=True, high=float("inf"), what="a number > 0")
-nonneg_float = _ranged(float, low=0.0, high=float("inf"), what="a number >= 0")
-unit_float = _ranged(float, low=0.0, high=1.0, what="a number in [0, 1]")
-tau_value = _ranged(float, low=0.0, high=1.0, high_open=True, what="a number in [0, 1)")
+positive_int = ranged(int, low=1, what="an integer >= 1")
+nonneg_int = ranged(int, low=0, what="an integer >= 0")
+positive_float = ranged(float, low=0.0, low_open=True, high=float("inf"), what="a number > 0")
+nonneg_float = ranged(float, low=0.0, high=float("inf"), what="a number >= 0")
+unit_float = ranged(float, low=0.0, high=1.0, what="a number in [0, 1]")
+tau_value = ranged(float, low=0.0, high=1.0, high_open=True, what="a number in [0, 1)")
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """``--checkpoint`` or ``--moe``: the model a command runs."""
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
+    group.add_argument("--moe", type=Path, help=MOE_HELP)
+
+
+def add_checkpoint_arg(p: argparse.ArgumentParser, *, help: str = CHECKPOINT_HELP) -> None:
+    """The general SAM-Med3D checkpoint a trainer starts from; ``--base`` stays an alias."""
+    p.add_argument("--checkpoint", "--base", dest="checkpoint", type=Path, required=True, help=help)
+
+
+def add_moe_arg(p: argparse.ArgumentParser, *, help: str = MOE_HELP) -> None:
+    p.add_argument("--moe", type=Path, required=True, help=help)
+
+
+def add_seed_arg(p: argparse.ArgumentParser, *, help: str = "random seed") -> None:
+    p.add_argument("--seed", type=nonneg_int, default=0, help=help + " (default 0)")
+
+
+def add_trainer_args(
+    p: argparse.ArgumentParser, *, out_help: str, epochs: int, click_iterations: int
+) -> None:
+    """What expert and gate training share: run folder, cache, schedule, clicks, crops, resume."""
+    p.add_argument("--out", type=Path, required=True, help=out_help)
+    p.add_argument("--cache", type=Path, help="embedding cache folder (default: OUT/cache)")
+    p.add_argument(
+        "--epochs", type=positive_int, default=epochs, help=f"passes over the crops ({epochs})"
+    )
+    p.add_argument("--batch-size", type=positive_int, default=4, help="crops per step (4)")
+    add_click_iterations_arg(p, default=click_iterations)
+    p.add_argument(
+        "--crops-per-target",
+        type=positive_int,
+        default=2,
+        help="jittered crops made around each labelled structure of each case (2)",
+    )
+    add_seed_arg(p, help="seed of the crops, clicks and initialisation")
+    add_resume_args(p)
+
+
+def add_click_iterations_arg(p: argparse.ArgumentParser, *, default: int) -> None:
+    p.add_argument(
+        "--click-iterations",
+        type=positive_int,
+        default=default,
+        help=f"simulated clicks per crop in each training step ({default})",
+    )
+
+
+def add_resume_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the run folder's last checkpoint"
+    )
+    p.add_argument(
+        "--keep-checkpoints",
+        type=positive_int,
+        metavar="N",
+        help="keep only the latest N epoch checkpoints (default: all; --resume needs one)",
+    )
+
+
+def load_predictor(args: argparse.Namespace):
+    """A :class:`Sam3DPredictor` for ``--checkpoint`` or a :class:`MoEPredictor` for ``--moe``,
+    with the model on ``--device`` (``auto`` when the subcommand has no such option)."""
+    from medmoe.utils.device import resolve_device
+
+    device = resolve_device(getattr(args, "device", "auto"))
+    if getattr(args, "moe", None) is not None:
+        from medmoe.moe import MoEPredictor, load_moe_bundle
+
+        return MoEPredictor(load_moe_bundle(args.moe).to(device))
+    from medmoe.sam3d import Sam3DPredictor, load_sam3d
+
+    return Sam3DPredictor(load_sam3d(args.checkpoint).to(device))
 
 
 def load_base_for_training(args: argparse.Namespace):
-    """``--base`` on ``--device`` (frozen, eval), its SHA-256, and the embedding cache under
+    """``--checkpoint`` on ``--device`` (frozen, eval), its SHA-256, and the embedding cache under
     ``--cache`` (default ``OUT/cache``): what expert and gate training both start from."""
     from medmoe.moe import EmbeddingCache
     from medmoe.sam3d import load_sam3d
+    from medmoe.sam3d.pretrained import resolve_checkpoint
     from medmoe.utils import file_sha256, seed_everything
     from medmoe.utils.device import resolve_device
 
     device = resolve_device(args.device)
     seed_everything(args.seed)
-    base = load_sam3d(args.base).to(device).eval()
-    from medmoe.sam3d.pretrained import resolve_checkpoint
-
-    sha = file_sha256(resolve_checkpoint(args.base))
+    base = load_sam3d(args.checkpoint).to(device).eval()
+    sha = file_sha256(resolve_checkpoint(args.checkpoint))
     root = args.cache or args.out / "cache"
     return base, sha, EmbeddingCache(root=root, base_sha256=sha, encoder=base.image_encoder)

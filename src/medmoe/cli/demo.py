@@ -14,7 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo", help="run the SAM-Med3D-MoE experiment on two real brains (CPU, under 20 minutes)"
     )
-    p.add_argument("which", nargs="?", choices=("mri", "fundus"), default="mri")
+    p.add_argument(
+        "which", nargs="?", choices=("mri", "fundus"), default="mri",
+        help="mri: SAM-Med3D-MoE on two brains (default); fundus: the multi-task fundus MoE",
+    )  # fmt: skip
     p.add_argument("--quick", action="store_true", help="a small run (about 2 minutes), for CI")
     p.add_argument("--out", type=Path, help="output folder (default runs/demo or runs/demo-fundus)")
     add_device_arg(p)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medmoe.cli.common import add_model_args, load_predictor, positive_float
+from medmoe.cli.common import add_model_args, add_seed_arg, load_predictor, positive_float
 from medmoe.utils.device import add_device_arg
 
 
@@ -26,11 +26,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", type=Path, required=True, help="nnU-Net v2 raw or SAM-Med3D layout")
     add_model_args(p)
     p.add_argument("--labels", nargs="*", help="label names or values (default: all)")
-    p.add_argument("--prompt", choices=("points", "box"), default="points")
-    p.add_argument("--clicks", type=_clicks, default=[1, 3, 5, 10], help="e.g. 1,3,5,10")
-    p.add_argument("--click-method", choices=("random", "center"), default="random")
+    p.add_argument(
+        "--prompt", choices=("points", "box"), default="points",
+        help="points: clicks placed in the error region, one at a time; box: a bounding box",
+    )  # fmt: skip
+    p.add_argument(
+        "--clicks", type=_clicks, default=[1, 3, 5, 10],
+        help="the click counts at which each target is scored (default 1,3,5,10)",
+    )  # fmt: skip
+    p.add_argument(
+        "--click-method", choices=("random", "center"), default="random",
+        help="where in the error region a click goes: a random voxel, or its center",
+    )  # fmt: skip
     p.add_argument("--tolerance-mm", type=positive_float, default=2.0, help="NSD tolerance")
-    p.add_argument("--seed", type=int, default=0)
+    add_seed_arg(p, help="seed of the random clicks")
     p.add_argument("--out", type=Path, required=True, help="results CSV")
     add_device_arg(p)
     p.set_defaults(func=run)

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medmoe.cli.common import load_base_for_training, positive_float, positive_int
+from medmoe.cli.common import (
+    add_checkpoint_arg,
+    add_trainer_args,
+    load_base_for_training,
+    positive_float,
+)
 from medmoe.utils.device import add_device_arg
 
 
@@ -14,25 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     t = actions.add_parser("train", help="train an expert (runs unchanged under torchrun)")
-    t.add_argument("--name", required=True)
-    t.add_argument("--dataset", type=Path, required=True)
+    t.add_argument("--name", required=True, help="the expert's name in bundles and reports")
+    t.add_argument("--dataset", type=Path, required=True, help="nnU-Net v2 raw or SAM-Med3D layout")
     t.add_argument("--labels", nargs="*", help="label names or values of the task (default: all)")
-    t.add_argument("--base", type=Path, required=True, help="the general SAM-Med3D checkpoint")
-    t.add_argument("--out", type=Path, required=True, help="expert directory")
-    t.add_argument("--cache", type=Path, help="embedding cache (default: OUT/cache)")
-    t.add_argument("--epochs", type=positive_int, default=10)
-    t.add_argument("--lr", type=positive_float, default=1e-4)
-    t.add_argument("--batch-size", type=positive_int, default=4, help="crops per step")
-    t.add_argument("--clicks", type=positive_int, default=3, help="click iterations per crop")
-    t.add_argument("--crops-per-target", type=positive_int, default=2)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--resume", action="store_true")
-    t.add_argument(
-        "--keep-checkpoints",
-        type=positive_int,
-        metavar="N",
-        help="keep only the latest N epoch checkpoints (default: all; --resume needs one)",
-    )
+    add_checkpoint_arg(t, help="the general SAM-Med3D checkpoint (frozen; its decoder is copied)")
+    add_trainer_args(t, out_help="expert folder", epochs=10, click_iterations=3)
+    t.add_argument("--lr", type=positive_float, default=1e-4, help="learning rate (1e-4)")
     add_device_arg(t)
     t.set_defaults(func=run_train)
 
@@ -49,7 +41,7 @@ def run_train(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         lr=args.lr,
         batch_size=args.batch_size,
-        clicks=args.clicks,
+        clicks=args.click_iterations,
         seed=args.seed,
     )
     base, sha, cache = load_base_for_training(args)

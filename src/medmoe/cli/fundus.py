@@ -6,15 +6,15 @@ import argparse
 from pathlib import Path
 
 from medmoe.cli.common import (
-    _ranged,
+    add_seed_arg,
     nonneg_float,
-    nonneg_int,
     positive_float,
     positive_int,
+    ranged,
 )
 from medmoe.utils.device import add_device_arg
 
-top_p_float = _ranged(float, low=0.0, low_open=True, high=1.0, what="a number in (0, 1]")
+top_p_float = ranged(float, low=0.0, low_open=True, high=1.0, what="a number in (0, 1]")
 SPLIT_HELP = "train, val (carved from IDRiD's training set) or test (IDRiD's official test set)"
 
 
@@ -31,11 +31,12 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="an IDRiD root folder, or 'synthetic'")
     p.add_argument(
-        "--seed",
-        type=nonneg_int,
-        default=0,
+        "--dataset", "--data", dest="data", required=True,
+        help="an IDRiD root folder, or 'synthetic'",
+    )  # fmt: skip
+    add_seed_arg(
+        p,
         help="training seed; synthetic data: split k of seed s is generator seed 3s+k, so no two "
         "splits of any seeds share an image",
     )
@@ -48,12 +49,18 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 def _train_parser(actions) -> None:
     t = actions.add_parser("train", help="train (runs under torchrun; --resume continues)")
     _data_args(t)
-    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--out", type=Path, required=True, help="model folder to write")
     t.add_argument("--size", type=_size, default=(712, 1072), help="H,W (the report: 712,1072)")
-    t.add_argument("--epochs", type=positive_int, default=10)
-    t.add_argument("--batch-size", type=positive_int, default=4)
-    t.add_argument("--experts", type=positive_int, default=3)
-    t.add_argument("--top-p", type=top_p_float, default=0.5)
+    t.add_argument("--epochs", type=positive_int, default=10, help="passes over the images (10)")
+    t.add_argument("--batch-size", type=positive_int, default=4, help="images per step (4)")
+    t.add_argument(
+        "--experts-per-task", dest="experts", type=positive_int, default=3,
+        help="experts of each task (the report: 3)",
+    )  # fmt: skip
+    t.add_argument(
+        "--top-p", type=top_p_float, default=0.5,
+        help="dynamic top-p routing: keep the most probable experts until their mass reaches p",
+    )  # fmt: skip
     t.add_argument(
         "--tasks",
         nargs="+",
@@ -61,7 +68,9 @@ def _train_parser(actions) -> None:
         default=["dr", "dme", "seg"],
         help="a subset trains a single-task baseline with the same code",
     )
-    t.add_argument("--shared-aspp", action="store_true")
+    t.add_argument(
+        "--shared-aspp", action="store_true", help="one ASPP for every segmentation expert"
+    )
     t.add_argument("--backbone-width", type=positive_int, default=64, help="64 is ResNet-50")
     t.add_argument("--head-width", type=positive_int, default=256, help="expert head channels")
     t.add_argument(
@@ -87,7 +96,9 @@ def _train_parser(actions) -> None:
         help="report: flip, rotation, rescaling, translation, contrast, blur (default)",
     )
     _routing_args(t)
-    t.add_argument("--resume", action="store_true")
+    t.add_argument(
+        "--resume", action="store_true", help="continue from the model folder's last checkpoint"
+    )
     t.set_defaults(func=run_train)
 
 
@@ -106,6 +117,13 @@ def _routing_args(t: argparse.ArgumentParser) -> None:
     )
 
 
+def _model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model", dest="checkpoint", type=Path, required=True,
+        help="a model folder written by 'medmoe fundus train'",
+    )  # fmt: skip
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fundus", help="multi-task MoE for fundus images: DR grade, DME risk, 5 lesion masks"
@@ -114,10 +132,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions.required = True
     _train_parser(actions)
     e = actions.add_parser("evaluate", help="accuracy/kappa for grades; IoU/Dice/AUPR for lesions")
-    e.add_argument(
-        "--checkpoint", "--model", dest="checkpoint", type=Path, required=True,
-        help="a model folder written by 'medmoe fundus train'",
-    )  # fmt: skip
+    _model_arg(e)
     _data_args(e)
     e.add_argument(
         "--split",
@@ -125,7 +140,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="val",  # the test split only when asked for: choices are made on val
         help=SPLIT_HELP + "; default val",
     )
-    e.add_argument("--batch-size", type=positive_int, default=8)
+    e.add_argument("--batch-size", type=positive_int, default=8, help="images per step (8)")
     e.add_argument("--dense", action="store_true", help="run every expert (default: top-p)")
     e.add_argument("--out", type=Path, help="also write the metrics to this JSON file")
     e.set_defaults(func=run_evaluate)
@@ -133,11 +148,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "predict", help="grades, lesion masks (PNG) and an overlay for one photograph"
     )
     pr.add_argument("--image", type=Path, required=True, help="a fundus photograph (JPEG, PNG)")
+    _model_arg(pr)
     pr.add_argument(
-        "--checkpoint", "--model", dest="checkpoint", type=Path, required=True,
-        help="a model folder written by 'medmoe fundus train'",
-    )  # fmt: skip
-    pr.add_argument("--out", type=Path, required=True)
+        "--out", type=Path, required=True, help="output folder (masks, overlay, grades JSON)"
+    )
     add_device_arg(pr)
     pr.set_defaults(func=run_predict)
 

@@ -6,10 +6,12 @@ import argparse
 from pathlib import Path
 
 from medmoe.cli.common import (
+    add_checkpoint_arg,
+    add_moe_arg,
+    add_trainer_args,
     load_base_for_training,
     nonneg_int,
     positive_float,
-    positive_int,
     tau_value,
 )
 from medmoe.utils.device import add_device_arg
@@ -20,8 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     t = actions.add_parser("train", help="train the gate and choose tau (runs under torchrun)")
-    t.add_argument("--base", type=Path, required=True)
-    t.add_argument("--expert", type=Path, nargs="+", required=True, help="expert directories")
+    add_checkpoint_arg(t, help="the general SAM-Med3D checkpoint the experts were trained from")
+    t.add_argument(
+        "--expert", type=Path, nargs="+", required=True, help="expert folders (expert train)"
+    )
     t.add_argument(
         "--dataset",
         type=Path,
@@ -30,20 +34,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="datasets; a target whose label an expert was trained on is that expert's "
         "task, every other target is an original task",
     )
-    t.add_argument("--out", type=Path, required=True, help="bundle directory")
-    t.add_argument("--cache", type=Path)
-    t.add_argument("--epochs", type=positive_int, default=10)
+    add_trainer_args(t, out_help="bundle folder", epochs=10, click_iterations=1)
     t.add_argument("--lr-gate", type=positive_float, default=1e-6, help="paper: 1e-6")
     t.add_argument("--lr-expert", type=positive_float, default=1e-4, help="paper: 1e-4")
-    t.add_argument("--batch-size", type=positive_int, default=4, help="crops per step")
-    t.add_argument("--clicks", type=positive_int, default=1, help="click iterations per crop")
     t.add_argument(
         "--update-top1-expert", action="store_true", help="also finetune the top-1 expert"
     )
     t.add_argument(
         "--tau", type=tau_value, help="fixed tau in [0, 1) (default: chosen on a validation split)"
     )
-    t.add_argument("--weighting", choices=("s_top", "avg", "softmax"), default="s_top")
+    t.add_argument(
+        "--weighting", choices=("s_top", "avg", "softmax"), default="s_top",
+        help="how the mask selector weighs the top-1 expert's mask (paper: s_top)",
+    )  # fmt: skip
     t.add_argument(
         "--warmup-epochs", type=nonneg_int, default=0,
         help="gate cross-entropy epochs on first prompts before the click loop (default 0: paper)",
@@ -52,29 +55,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--balance-classes", action="store_true",
         help="weigh the gate's cross-entropy by inverse task frequency",
     )  # fmt: skip
-    t.add_argument("--crops-per-target", type=positive_int, default=2)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--resume", action="store_true")
-    t.add_argument(
-        "--keep-checkpoints",
-        type=positive_int,
-        metavar="N",
-        help="keep only the latest N epoch checkpoints (default: all; --resume needs one)",
-    )
     add_device_arg(t)
     t.set_defaults(func=run_train)
     a = actions.add_parser(
         "add-expert", help="copy an expert into a bundle (retrain the gate after)"
     )
-    a.add_argument("bundle", type=Path)
-    a.add_argument("expert", type=Path)
+    add_moe_arg(a, help="the bundle folder to add to")
+    a.add_argument("--expert", type=Path, required=True, help="an expert folder (expert train)")
     a.set_defaults(func=run_add)
     r = actions.add_parser("remove-expert", help="remove an expert and its gate output")
-    r.add_argument("bundle", type=Path)
-    r.add_argument("name")
+    add_moe_arg(r, help="the bundle folder to remove from")
+    r.add_argument("--name", required=True, help="the expert's name (see moe list)")
     r.set_defaults(func=run_remove)
     ls = actions.add_parser("list", help="list a bundle's experts, tau and base")
-    ls.add_argument("bundle", type=Path)
+    add_moe_arg(ls)
     ls.set_defaults(func=run_list)
 
 
@@ -115,7 +109,7 @@ def run_train(args: argparse.Namespace) -> int:
         lr_gate=args.lr_gate,
         lr_expert=args.lr_expert,
         batch_size=args.batch_size,
-        clicks=args.clicks,
+        clicks=args.click_iterations,
         update_top1_expert=args.update_top1_expert,
         tau=args.tau,
         weighting=args.weighting,
@@ -146,7 +140,7 @@ def run_train(args: argparse.Namespace) -> int:
         config=cfg,
         resume=args.resume,
         keep_checkpoints=args.keep_checkpoints,
-        base_checkpoint=args.base,
+        base_checkpoint=args.checkpoint,
         expert_dirs=dirs,
         device=device,
     )
@@ -161,7 +155,7 @@ def run_train(args: argparse.Namespace) -> int:
 def run_add(args: argparse.Namespace) -> int:
     from medmoe.moe import add_expert
 
-    name = add_expert(args.bundle, args.expert)
+    name = add_expert(args.moe, args.expert)
     print(f"added expert {name!r}; its gate output is inactive until the gate is retrained")
     return 0
 
@@ -169,7 +163,7 @@ def run_add(args: argparse.Namespace) -> int:
 def run_remove(args: argparse.Namespace) -> int:
     from medmoe.moe import remove_expert
 
-    remove_expert(args.bundle, args.name)
+    remove_expert(args.moe, args.name)
     print(f"removed expert {args.name!r}")
     return 0
 
@@ -178,11 +172,11 @@ def run_list(args: argparse.Namespace) -> int:
     from medmoe.moe import read_moe_config
     from medmoe.moe.expert import read_expert_info
 
-    cfg = read_moe_config(args.bundle)
+    cfg = read_moe_config(args.moe)
     print(f"base     {cfg.base_checkpoint} (sha256 {cfg.base_sha256[:12]})")
     print(f"tau      {cfg.tau:.2f}   weighting {cfg.weighting}")
     for i, name in enumerate(cfg.experts, start=1):
-        info = read_expert_info(args.bundle / "experts" / name)
+        info = read_expert_info(args.moe / "experts" / name)
         dice = f"{info.val_dice:.3f}" if info.val_dice is not None else "n/a"
         print(f"expert {i}: {name}  labels {info.labels}  val Dice {dice}")
     return 0

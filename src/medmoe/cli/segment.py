@@ -58,7 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="add overlapping windows until the object is covered",
     )
-    p.add_argument("--max-windows", type=positive_int, default=32)
+    p.add_argument(
+        "--max-windows", type=positive_int, default=32,
+        help="with --full-volume: the most windows to add (32)",
+    )  # fmt: skip
     add_device_arg(p)
     p.set_defaults(func=run)
 
