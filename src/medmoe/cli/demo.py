@@ -29,14 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.which == "fundus":
-        from medmoe.errors import InputError
+        from medmoe.demo.fundus import run_fundus_demo
 
-        try:
-            from medmoe.demo.fundus import run_fundus_demo
-        except ImportError:
-            raise InputError(
-                "the fundus demo is not part of this release yet (see the README)"
-            ) from None
         run_fundus_demo(
             quick=args.quick, out_dir=args.out or Path("runs/demo-fundus"), device=args.device
         )

@@ -1,8 +1,9 @@
-"""The block of the demo report that the README shows, between :data:`README_START` and
-:data:`README_END`: finding it in a text and replacing the README's copy by the report's.
+"""The block of the demo report that docs/demo.md shows, between :data:`README_START` and
+:data:`README_END` (names and markers kept from when the README showed it, so old reports
+still sync): finding it in a text and replacing the page's copy by the report's.
 
-``tools/update_readme.py`` (in a source checkout) rewrites the README with :func:`synced`;
-``tests/demo/test_readme_tables.py`` checks that the two blocks are equal.
+``tools/update_demo_page.py`` (in a source checkout) rewrites docs/demo.md with :func:`synced`;
+``tests/demo/test_demo_page_tables.py`` checks that the two blocks are equal.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ pass/miss lines, for each subject; the deviations from the paper; the stage timi
 The numbers are :class:`~medmoe.demo.results.DemoResults`; this module only writes them out. The
 fixed prose (the introduction, the deviations) is package data beside this module
 (``intro.md``, ``deviations.md``), filled with the config's values. The part of the report that
-the README shows lies between the markers of :mod:`medmoe.demo.readme_block`.
+docs/demo.md shows lies between the markers of :mod:`medmoe.demo.readme_block`.
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ def _section(title: str, table: str) -> list[str]:
 
 def subject_summary(res: SubjectResults, cfg: DemoConfig, *, full: bool) -> list[str]:
     """The tables of one subject; ``full`` adds the box Table 2, the confusion matrices and the
-    per-structure Dice (the README shows the short form)."""
+    per-structure Dice (docs/demo.md shows the short form)."""
     title = SUBJECTS[res.subject]
     text = [
         *_section(f"{title}: Table 1 analogue (Dice / NSD at {cfg.nsd_mm:g} mm)", table1(res)),
@@ -218,7 +218,7 @@ def subject_summary(res: SubjectResults, cfg: DemoConfig, *, full: bool) -> list
 
 
 def readme_summary(results: DemoResults, run: RunRecord) -> list[str]:
-    """The lines between the README markers: τ, the run's cost, Subject B's checks and short
+    """The lines between the demo page's markers: τ, the run's cost, Subject B's checks and short
     tables, Subject A's Table 1, the deviations."""
     cfg, loads = results.cfg, run.loads
     return [

@@ -1,12 +1,12 @@
-"""Copy the demo report's summary block into the README, so that no figure there is typed by hand.
+"""Copy the demo report's summary block into docs/demo.md, so that no figure there is typed by hand.
 
-A tool of the source checkout (it rewrites this repository's README.md), not of the package.
+A tool of the source checkout (it rewrites this repository's docs/demo.md), not of the package.
 The report (by default ``docs/figures/demo/report.md``, the committed copy of a run's
-``runs/demo/report.md``) and the README both hold a block between
+``runs/demo/report.md``) and docs/demo.md both hold a block between
 :data:`~medmoe.demo.readme_block.README_START` and :data:`~medmoe.demo.readme_block.README_END`.
 
-    python tools/update_readme.py [REPORT]   # REPORT: a report.md, or a demo's --out folder
-    python tools/update_readme.py --check    # only say whether they are equal (exit 1 if not)
+    python tools/update_demo_page.py [REPORT]   # REPORT: a report.md, or a demo's --out folder
+    python tools/update_demo_page.py --check    # only say whether they are equal (exit 1 if not)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from medmoe.demo.readme_block import synced
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "docs" / "figures" / "demo" / "report.md"
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "demo.md"
 
 
 def report_file(path: Path) -> Path:
@@ -32,17 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "report", nargs="?", type=Path, default=REPORT, help=f"default: {REPORT.relative_to(ROOT)}"
     )
-    p.add_argument("--readme", type=Path, default=README)
+    p.add_argument("--page", type=Path, default=PAGE, help="default: docs/demo.md")
     p.add_argument("--check", action="store_true", help="only compare; exit 1 if they differ")
     args = p.parse_args(argv)
-    readme, report = args.readme.read_text(), report_file(args.report).read_text()
-    new = synced(readme, report)
+    page, report = args.page.read_text(), report_file(args.report).read_text()
+    new = synced(page, report)
     if args.check:
-        same = new == readme
-        print("README demo block matches the report" if same else "README demo block differs")
+        same = new == page
+        print("docs/demo.md's block matches the report" if same else "docs/demo.md's block differs")
         return 0 if same else 1
-    if new != readme:
-        args.readme.write_text(new)
+    if new != page:
+        args.page.write_text(new)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The README's table of server limits states the defaults ``medmoe serve`` really has."""
+"""docs/viewer.md's table of server limits states the defaults ``medmoe serve`` really has."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from medmoe.serve.auth import LoginLimits
 from medmoe.serve.jsonlimits import MAX_DEPTH, MAX_NUMBER_CHARS
 from medmoe.serve.session import MAX_POINTS, MAX_STEPS
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "viewer.md"
 
 
 def _serve_defaults() -> dict[str, object]:

@@ -1,16 +1,16 @@
-"""The README's demo tables are the committed report's, character for character."""
+"""docs/demo.md's demo tables are the committed report's, character for character."""
 
 from __future__ import annotations
 
 import pytest
-from tools.update_readme import README, REPORT, main
+from tools.update_demo_page import PAGE, REPORT, main
 
 from medmoe.demo.readme_block import README_END, README_START, block, synced
 from medmoe.errors import InputError
 
 
-def test_readme_block_equals_committed_report_block():
-    readme = block(README.read_text(), source="README")
+def test_page_block_equals_committed_report_block():
+    readme = block(PAGE.read_text(), source="docs/demo.md")
     report = block(REPORT.read_text(), source="report")
     assert readme == report
     assert "| MoE |" in readme and ("PASS" in readme or "MISS" in readme)
@@ -21,10 +21,10 @@ def test_sync_replaces_only_the_block(tmp_path):
     report = tmp_path / "report.md"
     readme.write_text(f"intro\n{README_START}\nold | 0.1\n{README_END}\noutro\n")
     report.write_text(f"# r\n{README_START}\nnew | 0.9\n{README_END}\nmore\n")
-    assert main([str(report), "--readme", str(readme), "--check"]) == 1
-    assert main([str(tmp_path), "--readme", str(readme)]) == 0  # a demo's folder: its report.md
+    assert main([str(report), "--page", str(readme), "--check"]) == 1
+    assert main([str(tmp_path), "--page", str(readme)]) == 0  # a demo's folder: its report.md
     assert readme.read_text() == f"intro\n{README_START}\nnew | 0.9\n{README_END}\noutro\n"
-    assert main([str(report), "--readme", str(readme), "--check"]) == 0
+    assert main([str(report), "--page", str(readme), "--check"]) == 0
 
 
 def test_missing_markers_are_an_input_error():
@@ -34,23 +34,23 @@ def test_missing_markers_are_an_input_error():
         block(f"{README_END}x{README_START}", source="x")
 
 
-def test_readme_narrative_quotes_the_pretraining_choice_and_the_run():
+def test_page_narrative_quotes_the_pretraining_choice_and_the_run():
     """The paragraphs above the block quote the choice's results file and the report."""
     import json
     import re
 
     from medmoe.demo.config import FULL
 
-    text = README.read_text().split("The settings were changed", 1)[1]
+    text = PAGE.read_text().split("The settings were changed", 1)[1]
     text = text.split("The block below is copied", 1)[0]
-    results = (README.parent / "benchmarks/results/demo_pretrain_steps_cpu.txt").read_text()
+    results = (REPORT.parents[3] / "benchmarks/results/demo_pretrain_steps_cpu.txt").read_text()
     rows = {r["steps"]: r for r in map(json.loads, re.findall(r"^\{.*\}$", results, re.M))}
     quoted = [
         f"{rows[800]['train Dice']:.3f}",
         f"{rows[800]['validation Dice']:.3f}",
         f"{rows[1600]['validation Dice']:.3f}",
     ]
-    gate = (README.parent / "benchmarks/results/demo_gate_warmup_cpu.txt").read_text()
+    gate = (REPORT.parents[3] / "benchmarks/results/demo_gate_warmup_cpu.txt").read_text()
     gates = {r["setting"]: r for r in map(json.loads, re.findall(r"^\{.*\}$", gate, re.M))}
     paper, chosen = (
         gates["paper schedule (click loop only)"],
