@@ -140,7 +140,8 @@ def _write(spec: JobSpec, serving: _Serving, moe, train_report: dict, decision, 
 
 def run_job(spec: JobSpec, report: Report = lambda **_: None) -> dict:
     """Run the job; return (and write as ``<job>/result.json``, with ``<job>/table.md``) the
-    result: whether the new bundle was accepted, where it is, and the guard's table."""
+    result: whether the new bundle was accepted, its version folder's name, and the guard's
+    table. It holds no path: the server shows it to clients."""
     from medmoe.utils.device import resolve_device
     from medmoe.utils.seed import seed_everything
 
@@ -168,8 +169,7 @@ def run_job(spec: JobSpec, report: Report = lambda **_: None) -> dict:
     where = _write(spec, serving, moe, train_report, decision, job)
     result = {
         "accepted": decision.accepted,
-        "version": where.name if decision.accepted else None,
-        "bundle": str(where),
+        "version": where.name if decision.accepted else None,  # a folder name, never a path
         "experts": list(plan.experts),
         "tau": moe.tau,
         "guard": decision.to_dict(),

@@ -53,6 +53,7 @@ ACTIONS = {  # action -> the roles that may do it
     "read_datastore": _EDITORS,
     "write_datastore": _EDITORS,
     "delete": frozenset({"admin"}),
+    "train": frozenset({"admin", "reviewer"}),  # a job changes the model everyone is served
 }
 HASH_WAIT_S = 5.0  # how long a login waits for a free password-hashing slot
 MAX_CLIENTS = 10_000  # clients whose failed logins are remembered (the oldest are dropped)

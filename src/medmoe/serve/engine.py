@@ -77,6 +77,16 @@ class Engine:
         expert = pred.expert_name if pred.used_expert else "general"
         return Decoded(mask, pred.low_res_logits, iou, expert, pred.s_top, probs)
 
+    def swap(self, predictor: Sam3DPredictor) -> None:
+        """Decode with ``predictor`` (a MoE on the same base: new experts and gate) from the
+        next click on. The encoder stays, so cached embeddings and open sessions stay valid."""
+        if predictor.model is not self.predictor.model:
+            raise ValueError("swap needs a predictor on the served base model")
+        with self._decode_lock:
+            self.predictor = predictor
+            self.is_moe = hasattr(predictor, "moe")
+            self.expert_names = list(predictor.moe.expert_names) if self.is_moe else []
+
     def describe(self) -> dict:
         return {
             "model": "moe" if self.is_moe else "sam3d",
