@@ -13,6 +13,7 @@ runner's thread (the server swaps bundles there); if it raises, the job is an ``
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -57,6 +58,12 @@ class TrainRunner:
         self._proc: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
         self._spec: JobSpec | None = None
+        atexit.register(self._kill)  # a server that exits takes its job with it
+
+    def _kill(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
 
     @property
     def running(self) -> bool:
