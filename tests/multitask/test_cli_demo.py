@@ -143,7 +143,16 @@ def test_demo_fundus_quick(tmp_path):
     assert "## Test split" in text and "## Validation split" in text and "within 5 points" in text
     assert "| Model | RG acc | MER acc | MA IoU / Dice |" in text and "MA AUPR" in text
     results = json.loads((tmp_path / "d" / "results.json").read_text())
-    assert set(results["Single-task DeepLabV3+ segmenter"]) == {"val", "test", "seconds"}
+    seg = results["Single-task DeepLabV3+ segmenter"]
+    assert set(seg) == {"val", "test", "seconds", "training_usage"}
+    assert set(seg["test"]["thresholds"]) == {"MA", "HE", "EX", "SE", "OD"}
+    assert seg["test"]["thresholds"] == seg["val"]["best_thresholds"]  # chosen on val, never test
+    assert "## Lesions on test, thresholds chosen on validation" in text
+    assert "joint DR + DME accuracy" in text and "| dr true \\ predicted |" in text
+    assert "## Expert usage" in text and "Multi-task MoE (3 experts/task, top-p), seg: test" in text
+    assert "whole model:" in text and "heads alone: top-p / dense" in text
+    assert "![lesions_model0](lesions_model0.png)" in text
+    assert (tmp_path / "d" / "lesions_model0.png").is_file()
 
 
 def test_routing_options_reach_the_saved_configs(tmp_path, monkeypatch):

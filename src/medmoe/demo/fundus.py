@@ -6,6 +6,12 @@ the per-expert loss were chosen on the validation split (``benchmarks/fundus_abl
 reports validation); the width and the number of epochs were set for time. The report's
 headline table and the "within 5 points" judgement are on the test split, which nothing was
 tuned on.
+
+Lesions are scored at the synthetic photographs' native size (the size they are drawn at, which
+is the models' input size here), with the lesion thresholds chosen on validation and applied to
+test. The report also has the confusion matrices, the joint DR + DME accuracy, per-expert usage
+(last training epoch and test), the lesion figure of the richest test photographs and the whole
+model's FLOPs and time, dense vs top-p.
 """
 
 from __future__ import annotations
@@ -18,8 +24,18 @@ import torch
 
 from medmoe.multitask.data.datasets import FundusData
 from medmoe.multitask.data.splits import synthetic_split
-from medmoe.multitask.evaluation.evaluate import evaluate_fundus
-from medmoe.multitask.evaluation.report import comparison, merge_baselines, table1, verdict_counts
+from medmoe.multitask.evaluation.cost import model_cost
+from medmoe.multitask.evaluation.evaluate import evaluate_split
+from medmoe.multitask.evaluation.figures import lesion_figure, richest, usage_figure
+from medmoe.multitask.evaluation.report import (
+    comparison,
+    confusion_lines,
+    lesion_table,
+    merge_baselines,
+    table1,
+    usage_lines,
+    verdict_counts,
+)
 from medmoe.multitask.model.moe import MultiTaskConfig
 from medmoe.multitask.training.train import FundusTrainConfig, plot_curves, train_fundus
 from medmoe.utils.device import resolve_device
@@ -98,9 +114,39 @@ def train_demo_model(
     )
 
 
-def _report(preset: dict, results: dict, timings: dict, figures: list[Path]) -> list[str]:
+def _details(results: dict, cost: dict) -> list[str]:
+    """Lesions at native size with validation thresholds, grades' confusion, usage, cost."""
     test = {n: r["test"] for n, r in results.items()}
-    val = {n: r["val"] for n, r in results.items()}
+    lines = ["## Lesions on test, thresholds chosen on validation", "", *lesion_table(test), ""]
+    lines += ["## Grades on test: joint accuracy and confusion matrices", ""]
+    for n, ev in test.items():
+        if "joint_acc" in ev["metrics"]:
+            lines += [f"{n}: joint DR + DME accuracy {ev['metrics']['joint_acc']:.3f}", ""]
+        for task, matrix in ev["confusion"].items():
+            lines += [f"{n}, {task}:", "", *confusion_lines(task, matrix), ""]
+    lines += ["## Expert usage (share of samples that kept each expert)", ""]
+    for n, r in results.items():
+        lines += usage_lines(n, r["training_usage"], r["test"]["expert_share"])
+    c = cost
+    lines += [
+        "",
+        f"## Cost of the multi-task MoE, dense vs top-p ({c['batch']} test photographs)",
+        "",
+        f"- whole model: {c['dense_flops'] / 1e9:.2f} vs {c['top_p_flops'] / 1e9:.2f} GFLOP "
+        f"(top-p / dense {c['whole_ratio_flops']:.2f}); {c['dense_s']:.3f} vs {c['top_p_s']:.3f} s "
+        f"per forward pass ({c['whole_ratio_s']:.2f})",
+        f"- backbone: {c['backbone_flops'] / c['dense_flops']:.0%} of the dense FLOPs; heads alone: "
+        f"top-p / dense {c['heads_ratio_flops']:.2f} at {c['experts_kept']:.2f} experts kept",
+        "",
+    ]
+    return lines
+
+
+def _report(
+    preset: dict, results: dict, timings: dict, figures: list[Path], cost: dict
+) -> list[str]:
+    test = {n: r["test"]["metrics"] for n, r in results.items()}
+    val = {n: r["val"]["metrics"] for n, r in results.items()}
     checks = comparison(test[MOE_NAME], merge_baselines(test, MOE_NAME))
     h, w = preset["size"]
     used = {
@@ -129,6 +175,7 @@ def _report(preset: dict, results: dict, timings: dict, figures: list[Path]) -> 
         "",
         *table1(val),
         "",
+        *_details(results, cost),
         *[f"![{f.stem}]({f.name})" for f in figures],
         "",
         "## Timings (s)",
@@ -158,15 +205,31 @@ def run_fundus_demo(
         model, history = train_demo_model(
             preset=p, model_kw=kw, train=data["train"], out_dir=out / f"model{i}", device=dev
         )
-        results[name] = {s: evaluate_fundus(model, data[s]) for s in ("val", "test")}
+        val = evaluate_split(model, data["val"])
+        test = evaluate_split(model, data["test"], thresholds=val.best_thresholds)
+        results[name] = {"val": val.to_dict(), "test": test.to_dict()}
+        results[name]["training_usage"] = history[-1].get("usage", {})
         figures.append(plot_curves(history, out / f"curves_model{i}.png", name))
+        if kw["num_experts"] > 1:
+            figures.append(usage_figure(history, out / f"usage_model{i}.png", name))
+        if "seg" in model.heads:
+            segs = data["test"].segmentation
+            figures.append(
+                lesion_figure(
+                    model, segs, indices=richest(segs, 2), thresholds=val.best_thresholds,
+                    path=out / f"lesions_model{i}.png", title=f"{name}: test photographs",
+                )
+            )  # fmt: skip
+        if i == 0:
+            images = torch.stack([data["test"].segmentation[j]["image"] for j in range(4)])
+            cost = {"batch": len(images), **model_cost(model, images)}
         timings[name] = time.perf_counter() - t
         results[name]["seconds"] = round(timings[name], 1)
-    lines = _report(p, results, timings, figures)
+    lines = _report(p, results, timings, figures, cost)
     with atomic_write(out / "report.md") as tmp:
         tmp.write_text("\n".join(lines))
     with atomic_write(out / "results.json") as tmp:
-        tmp.write_text(json.dumps(results, indent=1))
+        tmp.write_text(json.dumps({**results, "cost": cost}, indent=1))
     print("\n".join(lines[2 : 7 + len(results)]))
     print("\n".join(x for x in lines if x.startswith("- ") and "within" in x))
     print(f"report: {out / 'report.md'}")

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from medmoe.multitask.constants import LESIONS
+from medmoe.multitask.training.usage import collapsed
 
 Cell = float | tuple[float, float]
 TARGET = 0.05  # the multi-task model should be within 5 points of the single-task ones
@@ -92,3 +93,55 @@ def verdict_counts(lines: Sequence[str]) -> str:
     passed = sum("PASS" in x for x in lines)
     missed = sum("MISS" in x for x in lines)
     return f"{passed} PASS, {missed} MISS of {passed + missed} metrics"
+
+
+def lesion_table(results: Mapping[str, Mapping], *, lesions: Sequence[str] = LESIONS) -> list[str]:
+    """Markdown lines, one row per (model, lesion) of the models with lesions: the threshold
+    applied (chosen on validation), pooled Dice at 0.5 and at that threshold, the mean Dice of
+    the photographs with that lesion, and AUPR. ``results``: per model, a ``FundusEvaluation``
+    as a dict (its ``metrics`` and ``thresholds``)."""
+    head = "| Model | Lesion | Threshold (val) | Dice at 0.5 | Dice at threshold | "
+    lines = [head + "Mean per-image Dice | AUPR |", "|---" * 7 + "|"]
+    for name, ev in results.items():
+        m, th = ev["metrics"], ev.get("thresholds", {})
+        for x in lesions:
+            if f"{x}_dice" not in m:
+                continue
+            tuned = m.get(f"{x}_dice_tuned", m[f"{x}_dice"])
+            cells = [f"{th.get(x, 0.5):.4g}", _fmt(m[f"{x}_dice"]), _fmt(tuned)]
+            cells += [_fmt(m.get(f"{x}_dice_per_image")), _fmt(m.get(f"{x}_aupr"))]
+            lines.append(f"| {name} | {x} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def confusion_lines(task: str, matrix: Sequence[Sequence[int]]) -> list[str]:
+    """A confusion matrix as a markdown table: rows the true grade, columns the predicted one."""
+    k = len(matrix)
+    lines = [f"| {task} true \\ predicted | " + " | ".join(str(j) for j in range(k)) + " |"]
+    lines.append("|---" * (k + 1) + "|")
+    lines += [f"| {i} | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(matrix)]
+    return lines
+
+
+def usage_lines(
+    name: str, training: Mapping[str, Mapping], test: Mapping[str, Sequence]
+) -> list[str]:
+    """Per task, the share of samples that kept each expert: in the last training epoch and on
+    the test split, with a collapse flag (:func:`~medmoe.multitask.training.usage.collapsed`)."""
+    lines = []
+    for task, share in test.items():
+        if len(share) < 2:
+            continue
+        train = training.get(task, {}).get("share")
+        flag = " (collapsed)" if collapsed(share) else ""
+        lines.append(
+            f"- {name}, {task}: test "
+            + "/".join(f"{s:.2f}" for s in share)
+            + flag
+            + (
+                ""
+                if train is None
+                else "; last training epoch " + "/".join(f"{s:.2f}" for s in train)
+            )
+        )
+    return lines
