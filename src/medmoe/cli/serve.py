@@ -27,14 +27,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
     # numbers are checked in run(), not by argparse types, so that a bad value gets the one
     # line and exit code 2 of every MedmoeError (argparse would print its usage block too)
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="TCP port (8000)")
     p.add_argument(
         "--data-dir",
         type=Path,
         default=Path("medmoe-serve"),
         help="uploads, the MONAI Label datastore and its labels are kept here and nowhere else",
     )
-    p.add_argument("--max-upload-mb", type=float, default=512.0)
+    p.add_argument(
+        "--max-upload-mb", type=float, default=512.0, help="largest upload accepted, in MB (512)"
+    )
     p.add_argument(
         "--max-volume-mb",
         type=float,
@@ -55,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-uploads", type=int, default=4, help="uploads arriving at once")
     p.add_argument("--session-ttl", type=float, default=1800.0, help="seconds of inactivity")
-    p.add_argument("--max-sessions", type=int, default=32)
+    p.add_argument("--max-sessions", type=int, default=32, help="viewer sessions open at once (32)")
     p.add_argument(
         "--public-url",
         action="append",

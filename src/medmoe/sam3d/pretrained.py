@@ -27,7 +27,7 @@ PRETRAINED: dict[str, Pretrained] = {
     "medmoe-brain": Pretrained(
         arch="tiny",
         file="medmoe-brain.safetensors",
-        sha256="c2b0a616a3dee2b9b6004738305da111929bf0c1894226bc82b26df44269272e",
+        sha256="e0012ead128ceb8f5c2d44eaffe3abadcceada5460918f0d77eb04a3d4784f20",
     ),
 }
 
