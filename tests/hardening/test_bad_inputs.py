@@ -381,7 +381,9 @@ def test_expert_from_another_base_is_refused(tmp_path, capsys):
         capsys,
     )
     (tmp_path / "ex" / "expert.json").write_text(json.dumps({"format": "other"}))
-    expect_cli_error(["moe", "list", "--moe", str(tmp_path / "nothing")], "not a MoE bundle", capsys)
+    expect_cli_error(
+        ["moe", "list", "--moe", str(tmp_path / "nothing")], "not a MoE bundle", capsys
+    )
 
 
 def test_api_errors_are_medmoe_errors():
