@@ -112,8 +112,8 @@ def test_roles_of_users_and_the_server_token():
 def test_may():
     table = {role: sorted(a for a in ACTIONS if may(role, a)) for role in ROLES}
     assert table == {
-        "admin": ["delete", "infer", "read_datastore", "write_datastore"],
-        "reviewer": ["infer", "read_datastore", "write_datastore"],
+        "admin": ["delete", "infer", "read_datastore", "train", "write_datastore"],
+        "reviewer": ["infer", "read_datastore", "train", "write_datastore"],
         "annotator": ["infer", "read_datastore", "write_datastore"],
         "user": ["infer"],
     }
