@@ -34,6 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=Path("medmoe-serve"),
         help="uploads, the MONAI Label datastore and its labels are kept here and nowhere else",
     )
+    _limit_args(p)
+    _access_args(p)
+    p.set_defaults(func=run)
+
+
+def _limit_args(p: argparse.ArgumentParser) -> None:
+    """How much the server accepts and keeps: uploads, memory, the datastore, sessions."""
     p.add_argument(
         "--max-upload-mb", type=float, default=512.0, help="largest upload accepted, in MB (512)"
     )
@@ -58,6 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-uploads", type=int, default=4, help="uploads arriving at once")
     p.add_argument("--session-ttl", type=float, default=1800.0, help="seconds of inactivity")
     p.add_argument("--max-sessions", type=int, default=32, help="viewer sessions open at once (32)")
+
+
+def _access_args(p: argparse.ArgumentParser) -> None:
+    """Who may reach the server: its public address, CORS origins, logins."""
     p.add_argument(
         "--public-url",
         action="append",
@@ -93,7 +104,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=8 * 3600.0,
         help="seconds a token issued by /auth/token stays valid (default 8 h)",
     )
-    p.set_defaults(func=run)
 
 
 def check_numbers(args: argparse.Namespace) -> None:
