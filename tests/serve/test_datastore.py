@@ -10,7 +10,8 @@ from tests.serve.conftest import AFFINE
 
 from medmoe.data import load_label
 from medmoe.errors import InputError
-from medmoe.serve.monailabel.datastore import Datastore, base_name, check_id, check_tag
+from medmoe.serve.monailabel.datastore import Datastore
+from medmoe.serve.monailabel.files import base_name, check_id, check_tag
 from medmoe.serve.monailabel.labelfile import nrrd_bytes
 from medmoe.serve.monailabel.multipart import encode_form, form_params, parse_form
 

@@ -1,10 +1,11 @@
 """The FastAPI application behind ``medmoe serve``: a JSON/PNG/NIfTI API and the static page.
 
-Errors are ``{"detail": "<one line>"}`` with a 4xx code: 400 bad input, 401 not logged in,
-404 unknown session, 413 upload too large, 415 not NIfTI, 503 too many sessions. The OpenAPI
-schema is FastAPI's, at ``/openapi.json`` (and browsable at ``/docs``). The same app serves the
-MONAI Label API (:mod:`medmoe.serve.monailabel`). With ``auth``, every path but the page's
-static files and MONAI Label's login needs ``Authorization: Bearer <token>``
+Errors are ``{"detail": "<one line>"}`` with a 4xx code (or 502): 400 bad input, 401 not
+logged in, 404 unknown session, 413 upload too large, 415 neither NIfTI nor a zip of a DICOM
+series, 502 the ``--studies`` DICOMweb server unreachable or refusing, 503 too many sessions. The
+OpenAPI schema is FastAPI's, at ``/openapi.json`` (and browsable at ``/docs``). The same app
+serves the MONAI Label API (:mod:`medmoe.serve.monailabel`). With ``auth``, every path but the
+page's static files and MONAI Label's login needs ``Authorization: Bearer <token>``
 (:mod:`medmoe.serve.auth`). Every request first passes :mod:`medmoe.serve.guard` (security
 headers, the Host/Origin check); 409 conflicts with stored data, 421 foreign Host, 429 too many
 failed logins, 403 a foreign origin or a role that may not.
@@ -22,6 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from medmoe.data.dicom_seg import Algorithm
 from medmoe.data.headers import UnsupportedVoxelType, VolumeTooLarge
 from medmoe.data.io import nifti_bytes
 from medmoe.errors import InputError, MedmoeError, first_line
@@ -30,11 +32,15 @@ from medmoe.serve import jsonlimits
 from medmoe.serve.auth import AuthConfig, Authenticator, RateLimited
 from medmoe.serve.body import read_body
 from medmoe.serve.budget import Busy, MemoryBudget, UploadSlots
+from medmoe.serve.dicomzip import algorithm, mask_seg
 from medmoe.serve.engine import Engine
 from medmoe.serve.guard import BearerAuth, Forbidden, HostGuard, HostPolicy, SecurityHeaders
 from medmoe.serve.monailabel.datastore import Conflict, Datastore
+from medmoe.serve.monailabel.dicomweb import DicomWebClient, Upstream
+from medmoe.serve.monailabel.dicomweb_datastore import DicomWebDatastore
 from medmoe.serve.monailabel.router import monailabel_router
 from medmoe.serve.monailabel.temp_images import TempImages
+from medmoe.serve.monailabel.train_routes import TrainingConfig
 from medmoe.serve.monailabel.uploads import Uploads
 from medmoe.serve.session import MAX_POINTS
 from medmoe.serve.store import NotFound, NotNifti, ServeConfig, SessionStore, TooLarge
@@ -75,6 +81,7 @@ class SessionModel(BaseModel):
     window: float
     level: float
     steps: int
+    dicom: bool = Field(False, description="uploaded as DICOM: mask.dcm gives a DICOM SEG")
 
 
 def _status(err: MedmoeError) -> int:
@@ -86,6 +93,7 @@ def _status(err: MedmoeError) -> int:
         (RateLimited, 429),
         (Forbidden, 403),
         (Conflict, 409),
+        (Upstream, 502),
         (NotNifti, 415),
         (UnsupportedVoxelType, 415),
     ):
@@ -99,6 +107,7 @@ def create_app(
     predictor: Sam3DPredictor,
     config: ServeConfig,
     auth: AuthConfig | Authenticator | None = None,
+    training: TrainingConfig | None = None,
 ) -> FastAPI:
     """The app; ``predictor`` is a :class:`Sam3DPredictor` or :class:`MoEPredictor`; with
     ``auth``, every endpoint but the page's files and the login needs a bearer token."""
@@ -106,13 +115,7 @@ def create_app(
     budget = MemoryBudget(limit=config.memory_budget_bytes)
     store = SessionStore(config=config, engine=engine, budget=budget)
     authenticator = Authenticator(config=auth) if isinstance(auth, AuthConfig) else auth
-    datastore = Datastore(
-        root=config.data_dir / "monailabel",
-        max_cached=config.max_sessions,
-        max_volume_bytes=config.max_volume_bytes,
-        quota_bytes=config.datastore_quota_bytes,
-        budget=budget,
-    )
+    datastore = _datastore(config, budget, algorithm(engine, None))
     temp_images = TempImages(
         root=config.data_dir / "monailabel-sessions",
         ttl_s=config.session_ttl_s,
@@ -132,6 +135,8 @@ def create_app(
         yield
         store.close()  # sessions live only as long as the server
         temp_images.close()
+        if isinstance(datastore, DicomWebDatastore):
+            datastore.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -154,6 +159,8 @@ def create_app(
             uploads=uploads,
             version=_version(),
             auth=authenticator,
+            training=training,
+            studies=config.studies,
         )
     )
 
@@ -165,11 +172,28 @@ def create_app(
     return app
 
 
+def _datastore(
+    config: ServeConfig, budget: MemoryBudget, algo: Algorithm
+) -> Datastore | DicomWebDatastore:
+    """MONAI Label's datastore: the local one, or the series of ``--studies``' DICOMweb server."""
+    common = dict(
+        max_cached=config.max_sessions,
+        max_volume_bytes=config.max_volume_bytes,
+        quota_bytes=config.datastore_quota_bytes,
+        budget=budget,
+        algorithm=algo,
+    )
+    if config.studies is None:
+        return Datastore(root=config.data_dir / "monailabel", **common)
+    client = DicomWebClient(url=config.studies)
+    return DicomWebDatastore(client=client, root=config.data_dir / "dicomweb", **common)
+
+
 def _middleware(app: FastAPI, config: ServeConfig, auth: Authenticator | None) -> None:
     """Outermost last: security headers, then the Host/Origin guard, CORS, the bearer token."""
     if auth is not None:
         app.add_middleware(BearerAuth, auth=auth)
-    if config.allow_origins:  # no CORS unless asked for (--allow-origin), e.g. OHIF elsewhere
+    if config.allow_origins:  # no CORS unless asked for (--cors-origin), e.g. OHIF elsewhere
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(config.allow_origins),
@@ -209,7 +233,8 @@ def _viewer_routes(app: FastAPI, store: SessionStore, engine: Engine, config: Se
         request: Request,
         filename: str | None = Query(None, description="the scan's file name, for display"),
     ) -> dict:
-        """Upload a scan: the request body is the .nii or .nii.gz file itself."""
+        """Upload a scan: the request body is the .nii or .nii.gz file itself, or a zip of one
+        DICOM series (``mask.dcm`` then gives the mask as a DICOM SEG)."""
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > config.max_upload_bytes:
             raise TooLarge(f"the upload is over the limit of {config.max_upload_bytes} bytes")
@@ -227,10 +252,10 @@ def _viewer_routes(app: FastAPI, store: SessionStore, engine: Engine, config: Se
         store.delete(sid)
         return Response(status_code=204)
 
-    _interaction_routes(app, store)
+    _interaction_routes(app, store, engine)
 
 
-def _interaction_routes(app: FastAPI, store: SessionStore) -> None:
+def _interaction_routes(app: FastAPI, store: SessionStore, engine: Engine) -> None:
     """The viewer's per-session calls: slices, prompts, undo/reset and the mask download."""
 
     @app.get("/api/sessions/{sid}/slice", response_class=Response)
@@ -293,13 +318,36 @@ def _interaction_routes(app: FastAPI, store: SessionStore) -> None:
             with s.lock:
                 return nifti_bytes(s.mask(), s.volume.affine)
 
-        stem = s.name.removesuffix(".gz").removesuffix(".nii")
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "scan"
         return Response(
             await run_in_threadpool(build),
             media_type="application/gzip",
-            headers={"Content-Disposition": f'attachment; filename="{safe}_mask.nii.gz"'},
+            headers={"Content-Disposition": f'attachment; filename="{_stem(s.name)}_mask.nii.gz"'},
         )
+
+    @app.get("/api/sessions/{sid}/mask.dcm", response_class=Response)
+    async def download_seg(sid: str) -> Response:
+        """The mask as a DICOM SEG referencing the uploaded series (a zip of DICOM only)."""
+        s = store.get(sid)
+        if s.dicom_headers is None:
+            raise InputError("the scan was not uploaded as DICOM: save the mask as NIfTI")
+
+        def build() -> bytes:
+            with s.lock:
+                expert = s.steps[-1].decoded.expert if s.steps else None
+                return mask_seg(
+                    s.mask(), s.dicom_headers, engine=engine, expert=expert, label="segment"
+                )
+
+        return Response(
+            await run_in_threadpool(build),
+            media_type="application/dicom",
+            headers={"Content-Disposition": f'attachment; filename="{_stem(s.name)}_seg.dcm"'},
+        )
+
+
+def _stem(name: str) -> str:
+    stem = name.removesuffix(".gz").removesuffix(".nii").removesuffix(".zip")
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "scan"
 
 
 async def _read_prompt(request: Request) -> Prompt:

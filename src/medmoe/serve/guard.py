@@ -66,7 +66,7 @@ class HostPolicy:
     names and addresses, the bound address, the hosts of ``public_urls``; with a wildcard bind
     (``0.0.0.0``, ``::``) also any IP literal (an IP in the Host cannot come from DNS, so it is
     no rebinding). ``origins`` are the extra origins allowed to send state-changing requests
-    (the ``--allow-origin`` list, which also gets CORS)."""
+    (the ``--cors-origin`` list, which also gets CORS)."""
 
     def __init__(
         self, *, bind_host: str, public_urls: Iterable[str] = (), origins: Iterable[str] = ()

@@ -94,6 +94,7 @@ class Session:
     window: tuple[float, float] = field(init=False)
     crop: Sam3DCrop | None = None
     crop_size: int = 0
+    dicom_headers: list | None = None  # the source series' slices (no pixels) for a DICOM SEG
     steps: list[Step] = field(default_factory=list)
     last_used: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -118,6 +119,7 @@ class Session:
             "window": self.window[0],
             "level": self.window[1],
             "steps": len(self.steps),
+            "dicom": self.dicom_headers is not None,
         }
 
     def _embedding(self, crop: Sam3DCrop) -> tuple[Tensor, bool]:

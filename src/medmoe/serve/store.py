@@ -27,6 +27,7 @@ from medmoe.data import Volume, load_volume
 from medmoe.data.headers import check_memory, inspect_upload
 from medmoe.errors import InputError, MedmoeError
 from medmoe.serve.budget import Busy, MemoryBudget
+from medmoe.serve.dicomzip import ZIP_EXT, is_zip, load_dicom_zip
 from medmoe.serve.engine import Engine
 from medmoe.serve.session import Session
 
@@ -60,6 +61,7 @@ class ServeConfig:
     bind_host: str = "127.0.0.1"  # the address served: Host headers must name it (or loopback)
     public_urls: tuple[str, ...] = ()  # where clients reach the server (a reverse proxy's URL)
     allow_origins: tuple[str, ...] = ()  # other web origins (e.g. OHIF's) allowed, with CORS
+    studies: str | None = None  # a DICOMweb root: MONAI Label's datastore is then its series
 
 
 def check_upload_name(name: str | None) -> str:
@@ -68,18 +70,24 @@ def check_upload_name(name: str | None) -> str:
         return "scan.nii.gz"
     if "/" in name or "\\" in name or "\x00" in name or ".." in name or name.startswith("~"):
         raise InputError(f"file name {name!r} is refused: it must not contain a path or '..'")
-    if not name.lower().endswith((".nii", ".nii.gz")):
-        raise NotNifti(f"file name {name!r}: only NIfTI (.nii, .nii.gz) can be uploaded")
+    if not name.lower().endswith((".nii", ".nii.gz", ZIP_EXT)):
+        raise NotNifti(
+            f"file name {name!r}: only NIfTI (.nii, .nii.gz) or a zip of a DICOM series can be "
+            "uploaded"
+        )
     return name
 
 
 def sniff_nifti(head: bytes) -> str:
-    """``".nii.gz"`` or ``".nii"`` from a file's first bytes; refuse anything else."""
+    """``".nii.gz"``, ``".nii"`` or ``".zip"`` (a DICOM series) from a file's first bytes;
+    refuse anything else."""
+    if is_zip(head):
+        return ZIP_EXT
     if head[:2] == GZIP_MAGIC:
         return ".nii.gz"
     if head[344:348] in NIFTI_MAGICS[:2] or head[4:8] in NIFTI_MAGICS[2:]:
         return ".nii"
-    raise NotNifti("the upload is not a NIfTI file (.nii or .nii.gz)")
+    raise NotNifti("the upload is not a NIfTI file (.nii or .nii.gz) or a zip of a DICOM series")
 
 
 def load_upload(
@@ -198,6 +206,17 @@ class ExpiringStore(Generic[E]):
         reserve = None if self.budget is None else functools.partial(self.budget.reserve, sid)
         return load_upload(path, ext=ext, shown=shown, limit=limit, reserve=reserve)
 
+    def _load_any(
+        self, sid: str, path: Path, *, ext: str, shown: str, limit: int
+    ) -> tuple[Volume, list | None]:
+        """:meth:`_load`, or a zip of a DICOM series: the volume, and the series' slice headers
+        (what a DICOM SEG of it must reference; ``None`` for NIfTI/NRRD)."""
+        if ext != ZIP_EXT:
+            return self._load(sid, path, ext=ext, shown=shown, limit=limit), None
+        reserve = None if self.budget is None else functools.partial(self.budget.reserve, sid)
+        series = load_dicom_zip(path, shown=shown, limit=limit, reserve=reserve)
+        return series.volume, series.headers
+
     def _add(self, entry: E) -> None:
         with self._lock:
             self._entries[entry.id] = entry
@@ -248,11 +267,17 @@ class SessionStore(ExpiringStore[Session]):
             ext = sniff_nifti(head)
             path = part.rename(directory / f"upload{ext}")
             limit = self.config.max_volume_bytes
-            volume = await asyncio.to_thread(
-                self._load, sid, path, ext=ext, shown=name, limit=limit
+            volume, headers = await asyncio.to_thread(
+                self._load_any, sid, path, ext=ext, shown=name, limit=limit
             )
             session = await asyncio.to_thread(
-                Session, id=sid, directory=directory, volume=volume, name=name, engine=self.engine
+                Session,
+                id=sid,
+                directory=directory,
+                volume=volume,
+                name=name,
+                engine=self.engine,
+                dicom_headers=headers,
             )
         session.last_used = self.clock()
         self._add(session)

@@ -12,7 +12,6 @@ decoded volumes are cached within the server's memory budget (evicted first when
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import re
 import threading
@@ -23,104 +22,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medmoe.data import Volume
-from medmoe.data.headers import DetachedData, read_nrrd_fields
+from medmoe.data.dicom_seg import Algorithm, seg_bytes
 from medmoe.errors import InputError
 from medmoe.serve.budget import MemoryBudget
+from medmoe.serve.dicomzip import ZIP_EXT, load_dicom_zip
+from medmoe.serve.monailabel.files import (
+    DEFAULT_TAG,
+    IMAGE_EXTS,
+    LABEL_EXTS,
+    base_name,
+    check_id,
+    check_single_file,
+    check_tag,
+    file_ext,
+    file_stem,
+    read_head,
+)
+from medmoe.serve.monailabel.labelfile import read_label, segment_names
 from medmoe.serve.store import (
-    GZIP_MAGIC,
-    NIFTI_MAGICS,
     NotFound,
-    NotNifti,
     TooLarge,
     load_upload,
 )
 from medmoe.utils.files import atomic_write, file_sha256
-
-TAG = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-IMAGE_EXTS = (".nii.gz", ".nii", ".nrrd")
-LABEL_EXTS = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd")
-DEFAULT_TAG = "final"
-
-
-def check_id(value: str | None, what: str = "image id") -> str:
-    """An image id, refused (400) if it could be read as a path or is unprintable."""
-    if not value:
-        raise InputError(f"the {what} is empty")
-    if (
-        len(value) > 128
-        or "/" in value
-        or "\\" in value
-        or ".." in value
-        or value.startswith((".", "~", " "))
-        or _CONTROL.search(value)
-    ):
-        raise InputError(f"{what} {value!r} is refused: no '/', '\\', '..' or leading '.'")
-    return value
-
-
-def check_tag(value: str | None) -> str:
-    tag = value or DEFAULT_TAG
-    if not TAG.match(tag):
-        raise InputError(f"tag {tag!r} is refused: letters, digits, '_' and '-' only")
-    return tag
-
-
-def file_ext(filename: str | None, data: bytes, allowed: tuple[str, ...]) -> str:
-    """The extension to store ``data`` under: from the file name when it names one of
-    ``allowed`` (and no path), checked against the content's magic bytes."""
-    filename = base_name(filename)
-    if data[:2] == GZIP_MAGIC:
-        sniffed = ".nii.gz"
-    elif data[344:348] in NIFTI_MAGICS[:2] or data[4:8] in NIFTI_MAGICS[2:]:
-        sniffed = ".nii"
-    elif data[:7] == b"NRRD000":
-        sniffed = ".nrrd"
-    else:
-        raise NotNifti("the upload is neither NIfTI (.nii, .nii.gz) nor NRRD (.nrrd)")
-    name = (filename or "").lower()
-    named = next((e for e in allowed if name.endswith(e)), None)
-    if named is not None and named.endswith(sniffed):
-        return named  # e.g. ".seg.nrrd"
-    if sniffed not in allowed:
-        raise NotNifti(f"a {sniffed} file is not accepted here")
-    return sniffed
-
-
-def base_name(filename: str | None) -> str | None:
-    """The last component of a client's file name (MONAI Label's client sends its local path),
-    used only for its extension; a name with a ``..`` component is refused."""
-    if not filename:
-        return None
-    parts = re.split(r"[/\\]", filename)
-    if ".." in parts or _CONTROL.search(filename):
-        raise InputError(f"file name {filename!r} is refused: it must not contain '..'")
-    return parts[-1]
-
-
-def _stem(image_id: str) -> str:
-    return hashlib.sha256(image_id.encode("utf-8")).hexdigest()[:32]
-
-
-def read_head(path: Path, n: int = 348) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read(n)
-
-
-def check_single_file(path: Path, ext: str, *, shown: str) -> None:
-    """Refuse a label whose header names a second file (a NRRD ``data file``, a NIfTI pair):
-    labels are stored byte for byte, but whatever reads them later must never be led to
-    another path. The rest of the header is not checked: Slicer's ``.seg.nrrd`` may be 4-D."""
-    if ext.endswith(".nrrd"):
-        try:
-            detached = "data file" in read_nrrd_fields(path, attached=True)
-        except InputError as err:  # name the client's file, not the server's path
-            raise InputError(str(err).replace(str(path), shown)) from None
-    else:
-        head = read_head(path)
-        detached = ext == ".nii" and (head[344:348] == b"ni1\x00" or head[4:8] == b"ni2\x00")
-    if detached:
-        raise DetachedData(f"{shown}: a header naming a separate data file is refused")
 
 
 class Conflict(InputError):
@@ -150,6 +74,7 @@ class Datastore:
     max_volume_bytes: int = 1 << 30  # one image in memory
     quota_bytes: int = 10 << 30  # images and labels on disk
     budget: MemoryBudget | None = None  # cached volumes are reserved here, and evicted first
+    algorithm: Algorithm = Algorithm(model="SAM-Med3D")  # named in the SEGs of saved labels
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
 
@@ -225,32 +150,40 @@ class Datastore:
         part = self.root / "images" / f"{version}.part{ext}"
         src.rename(part)
         try:
-            volume = self._load(image_id, part, ext, base_name(filename) or image_id)
+            loaded = self._load(image_id, part, ext, base_name(filename) or image_id)
             with self._lock:
                 dropped = sorted(self._remove_files(old)) if old else []  # overwrite=true
-                part.rename(self.root / "images" / (_stem(image_id) + ext))
+                part.rename(self.root / "images" / (file_stem(image_id) + ext))
                 meta = {**info, "ts": int(time.time()), "version": version}
                 self.objects[image_id] = {
-                    "image": {"file": _stem(image_id), "ext": ext, "info": meta, "sha256": digest},
+                    "image": {
+                        "file": file_stem(image_id),
+                        "ext": ext,
+                        "info": meta,
+                        "sha256": digest,
+                    },
                     "labels": {},
                 }
                 self.disk_bytes += self._sizes(self.objects[image_id])
-                self._cache[image_id] = (version, volume)
+                self._cache[image_id] = (version, *loaded)
                 self._save_index()
             self._trim()
         finally:
             part.unlink(missing_ok=True)
         return {"image": image_id, **({"labels_dropped": dropped} if dropped else {})}
 
-    def _load(self, image_id: str, path: Path, ext: str, shown: str) -> Volume:
-        """The file as a volume, its memory reserved under the image id first (never call
-        with the lock held: the budget may call :meth:`evict_one`)."""
+    def _load(self, image_id: str, path: Path, ext: str, shown: str) -> tuple[Volume, list | None]:
+        """The file as a volume, and a DICOM series' slice headers (``None`` for NIfTI/NRRD),
+        its memory reserved under the image id first (never call with the lock held: the
+        budget may call :meth:`evict_one`)."""
         key = ("datastore", image_id)
         reserve = None if self.budget is None else functools.partial(self.budget.reserve, key)
+        limit = self.max_volume_bytes
         try:
-            return load_upload(
-                path, ext=ext, shown=shown, limit=self.max_volume_bytes, reserve=reserve
-            )
+            if ext == ZIP_EXT:
+                series = load_dicom_zip(path, shown=shown, limit=limit, reserve=reserve)
+                return series.volume, series.headers
+            return load_upload(path, ext=ext, shown=shown, limit=limit, reserve=reserve), None
         except BaseException:
             self._forget(image_id)
             raise
@@ -293,18 +226,28 @@ class Datastore:
 
     def volume(self, image_id: str) -> tuple[Volume, str]:
         """The image as a volume and its version (which changes when the image is replaced)."""
+        volume, _, version = self._cached(image_id)
+        return volume, version
+
+    def series_headers(self, image_id: str) -> list | None:
+        """A DICOM image's slice headers in the volume's k order (``None``: not DICOM)."""
+        return self._cached(image_id)[1]
+
+    def _cached(self, image_id: str) -> tuple[Volume, list | None, str]:
         path = self.image_file(image_id)
         with self._lock:
             version = self.objects[image_id]["image"]["info"]["version"]
             hit = self._cache.get(image_id)
             if hit is not None and hit[0] == version:
                 self._cache.move_to_end(image_id)
-                return hit[1], version
-        volume = self._load(image_id, path, self.objects[image_id]["image"]["ext"], image_id)
+                return hit[1], hit[2], version
+        volume, headers = self._load(
+            image_id, path, self.objects[image_id]["image"]["ext"], image_id
+        )
         with self._lock:
-            self._cache[image_id] = (version, volume)
+            self._cache[image_id] = (version, volume, headers)
         self._trim()
-        return volume, version
+        return volume, headers, version
 
     def save_label(self, image_id: str, tag: str, src: Path, filename: str | None, info: dict):
         """Store the uploaded label file ``src`` of an image under a tag, byte for byte."""
@@ -339,6 +282,27 @@ class Datastore:
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in image_id)
         folder = self.root / "labels" / tag
         return folder / (obj["image"]["file"] + label["ext"]), safe + label["ext"]
+
+    def image_download(self, image_id: str) -> tuple[bytes, str]:
+        """The stored image file's bytes and the name to send them under."""
+        path = self.image_file(image_id)
+        return path.read_bytes(), "image" + self.objects[image_id]["image"]["ext"]
+
+    def label_download(self, image_id: str, tag: str, *, seg: bool) -> tuple[bytes, str]:
+        """A stored label as it was saved, or (``seg``, a DICOM image only) as a DICOM SEG."""
+        path, filename = self.label_file(image_id, tag)
+        if not seg:
+            return path.read_bytes(), filename
+        volume, headers, _ = self._cached(image_id)
+        if headers is None:
+            raise InputError(f"image {image_id!r} is not DICOM: its labels have no DICOM SEG")
+        entry = self.objects[image_id]["labels"][check_tag(tag)]
+        label = read_label(
+            path, entry["ext"], volume=volume, shown=filename, limit=self.max_volume_bytes
+        )
+        names = segment_names(label, entry["info"])
+        data = seg_bytes(label, headers, segments=names, algorithm=self.algorithm)
+        return data, filename.removesuffix(entry["ext"]) + ".dcm"
 
     def to_json(self) -> dict:
         """MONAI Label's ``GET /datastore/?output=all``: ids, extensions and infos, no paths."""

@@ -14,12 +14,13 @@ from starlette.concurrency import run_in_threadpool
 
 from medmoe.errors import InputError
 from medmoe.serve.guard import require
-from medmoe.serve.monailabel.datastore import DEFAULT_TAG, Datastore, base_name
+from medmoe.serve.monailabel.datastore import Datastore
+from medmoe.serve.monailabel.files import DEFAULT_TAG, base_name
 from medmoe.serve.monailabel.multipart import Part, form_params
 from medmoe.serve.monailabel.temp_images import TempImages
 from medmoe.serve.monailabel.uploads import Uploads
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd")
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".zip")
 
 
 def file_part(parts: dict[str, Part], *names: str) -> Part:
@@ -81,8 +82,7 @@ def datastore_routes(router: APIRouter, datastore: Datastore, uploads: Uploads) 
     @router.get("/datastore/image")
     def download_image(request: Request, image: str) -> Response:
         require(request, "read_datastore")
-        path = datastore.image_file(image)
-        return download(path.read_bytes(), "image" + datastore.objects[image]["image"]["ext"])
+        return download(*datastore.image_download(image))
 
     @router.put("/datastore/label")
     async def save_label(request: Request, image: str, tag: str = DEFAULT_TAG) -> dict:
@@ -97,10 +97,21 @@ def datastore_routes(router: APIRouter, datastore: Datastore, uploads: Uploads) 
         return {"image": image, "label": image}
 
     @router.get("/datastore/label")
-    def download_label(request: Request, label: str, tag: str = DEFAULT_TAG) -> Response:
+    async def download_label(
+        request: Request,
+        label: str,
+        tag: str = DEFAULT_TAG,
+        format: str = "",  # noqa: A002
+    ) -> Response:
+        """A label as saved; ``format=dicom-seg`` (an image from DICOM): as a DICOM SEG that
+        references the image's series."""
         require(request, "read_datastore")
-        path, filename = datastore.label_file(label, tag)
-        return download(path.read_bytes(), filename)
+        if format not in ("", "dicom-seg"):
+            raise InputError(f"format must be dicom-seg or absent, got {format[:20]!r}")
+        data, filename = await run_in_threadpool(
+            datastore.label_download, label, tag, seg=format == "dicom-seg"
+        )
+        return download(data, filename)
 
 
 def session_routes(router: APIRouter, sessions: TempImages, uploads: Uploads) -> None:

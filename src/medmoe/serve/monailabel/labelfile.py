@@ -1,13 +1,17 @@
-"""The label files ``/infer`` sends back: NIfTI (``.nii.gz``, ``.nii``) or NRRD, as MONAI Label's
-``result_extension``, ``result_dtype`` and ``result_compress`` params ask."""
+"""Label files: those ``/infer`` sends back, NIfTI (``.nii.gz``, ``.nii``) or NRRD, as MONAI
+Label's ``result_extension``, ``result_dtype`` and ``result_compress`` params ask; and those
+clients save, read back as label maps on their image's grid (to become a DICOM SEG)."""
 
 from __future__ import annotations
 
 import gzip
+from pathlib import Path
 
 import numpy as np
 
-from medmoe.data.io import nifti_bytes
+from medmoe.data import Volume
+from medmoe.data.headers import check_memory, inspect_upload
+from medmoe.data.io import load_label, nifti_bytes
 from medmoe.errors import InputError
 
 RESULT_EXTS = {".nii.gz": "application/gzip", ".nii": "application/octet-stream"}
@@ -60,3 +64,32 @@ def result_format(params: dict) -> tuple[str, str, bool]:
             f"of {sorted(DTYPES)}, got {ext!r}, {dtype!r}"
         )
     return ext, dtype, params.get("result_compress", True) is not False  # OHIF: raw NRRD
+
+
+def read_label(path: Path, ext: str, *, volume: Volume, shown: str, limit: int) -> np.ndarray:
+    """A label file (stored or uploaded, so untrusted: its header is checked first) as a uint8
+    label map on ``volume``'s grid; another grid, or a 4-D ``.seg.nrrd``, is refused."""
+    try:
+        info = inspect_upload(path, ".nrrd" if ext.endswith(".nrrd") else ext)
+        check_memory(info, limit=limit, source=str(path))
+        label = load_label(path, max_bytes=limit)
+    except InputError as err:
+        raise type(err)(str(err).replace(str(path), shown)) from None
+    shape = volume.array.shape
+    if label.array.shape != shape or not np.allclose(label.affine, volume.affine, atol=1e-3):
+        raise InputError(
+            f"{shown}: the label (shape {label.array.shape}) is not on the image's grid "
+            f"(shape {shape}, with its affine)"
+        )
+    if label.array.max() > 255:
+        raise InputError(f"{shown}: label values go up to {label.array.max()}, over 255")
+    return label.array.astype(np.uint8)
+
+
+def segment_names(label: np.ndarray, params: dict) -> dict[int, str]:
+    """Each label value's segment name: from ``params["label_names"]`` (``{name: value}``, as
+    ``/infer`` answers) where given, else ``segment N``."""
+    given = params.get("label_names") if isinstance(params.get("label_names"), dict) else {}
+    by_value = {v: str(k)[:64] for k, v in given.items() if isinstance(v, int)}
+    values = [int(v) for v in np.unique(label) if v > 0]
+    return {v: by_value.get(v, f"segment {v}") for v in values} or {1: "segment"}

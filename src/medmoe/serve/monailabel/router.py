@@ -15,11 +15,14 @@ from medmoe.serve.engine import Engine
 from medmoe.serve.monailabel.datastore import Datastore
 from medmoe.serve.monailabel.datastore_routes import datastore_routes, session_routes
 from medmoe.serve.monailabel.deepgrow import OBJECT_LABEL, infer_routes, model_name
+from medmoe.serve.monailabel.dicomweb_datastore import DicomWebDatastore
+from medmoe.serve.monailabel.proxy import proxy_routes
 from medmoe.serve.monailabel.temp_images import TempImages
+from medmoe.serve.monailabel.train_routes import TrainingConfig, info_fields, train_routes
 from medmoe.serve.monailabel.uploads import Uploads
 
 
-def app_info(engine: Engine, datastore: Datastore, version: str) -> dict:
+def app_info(engine: Engine, datastore: Datastore | DicomWebDatastore, version: str) -> dict:
     what = (
         f"SAM-Med3D-MoE (general + {', '.join(engine.expert_names) or 'no'} experts)"
         if engine.is_moe
@@ -50,24 +53,29 @@ def app_info(engine: Engine, datastore: Datastore, version: str) -> dict:
 def monailabel_router(
     *,
     engine: Engine,
-    datastore: Datastore,
+    datastore: Datastore | DicomWebDatastore,
     sessions: TempImages,
     uploads: Uploads,
     version: str,
     auth: Authenticator | None,
+    training: TrainingConfig | None = None,
+    studies: str | None = None,
 ) -> APIRouter:
-    """The MONAI Label endpoints; request bodies arrive through ``uploads``."""
+    """The MONAI Label endpoints; request bodies arrive through ``uploads``; ``studies``: the
+    DICOMweb root behind ``datastore`` (a :class:`DicomWebDatastore`), for OHIF's proxy."""
     router = APIRouter(tags=["MONAI Label"])
 
     @router.get("/info/")
     def info() -> dict:
         """The app: its labels and its one ``deepgrow`` model."""
-        return app_info(engine, datastore, version)
+        return {**app_info(engine, datastore, version), **info_fields(trainer)}
 
     datastore_routes(router, datastore, uploads)
     session_routes(router, sessions, uploads)
     infer_routes(router, engine, datastore, sessions, uploads)
     _auth_routes(router, auth)
+    trainer = train_routes(router, engine=engine, datastore=datastore, training=training)
+    proxy_routes(router, studies)
     return router
 
 

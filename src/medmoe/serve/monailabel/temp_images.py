@@ -14,7 +14,7 @@ from pathlib import Path
 
 from medmoe.data import Volume
 from medmoe.serve.budget import MemoryBudget
-from medmoe.serve.monailabel.datastore import IMAGE_EXTS, base_name, file_ext, read_head
+from medmoe.serve.monailabel.files import IMAGE_EXTS, base_name, file_ext, read_head
 from medmoe.serve.store import ExpiringStore
 
 
@@ -68,7 +68,7 @@ class TempImages(ExpiringStore[TempImage]):
             path = directory / f"image{ext}"
             src.rename(path)
             shown = base_name(filename) or "the upload"
-            volume = self._load(sid, path, ext=ext, shown=shown, limit=self.max_volume_bytes)
+            volume, _ = self._load_any(sid, path, ext=ext, shown=shown, limit=self.max_volume_bytes)
         now = self.clock()
         ttl = self.ttl_s if not expiry_s or expiry_s <= 0 else min(expiry_s, self.ttl_s)
         item = TempImage(sid, directory, volume, path.name, ttl, now, now)

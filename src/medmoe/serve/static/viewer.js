@@ -326,6 +326,8 @@ async function upload(file) {
     $("badge").textContent = "—";
     $("badge").className = "";
     $("save").disabled = false;
+    $("save-seg").hidden = !s.dicom;
+    $("save-seg").disabled = !s.dicom;
     $("undo").disabled = true;
     $("reset").disabled = true;
     setStatus(`${s.name}: ${s.shape.join("×")} voxels, ${s.spacing.map((x) => x.toFixed(2)).join("×")} mm. Click on the object.`);
@@ -341,13 +343,13 @@ VIEWS.forEach(attach);
 $("file").addEventListener("change", (ev) => ev.target.files[0] && upload(ev.target.files[0]));
 $("undo").addEventListener("click", () => simple("undo"));
 $("reset").addEventListener("click", () => simple("reset"));
-$("save").addEventListener("click", async () => {
+async function save(file) {
   try {
-    const r = await api("GET", `api/sessions/${state.session.id}/mask.nii.gz`);
+    const r = await api("GET", `api/sessions/${state.session.id}/${file}`);
     const name = /filename="([^"]+)"/.exec(r.headers.get("content-disposition") || "");
     const a = document.createElement("a");
     a.href = URL.createObjectURL(await r.blob());
-    a.download = name ? name[1] : "mask.nii.gz";
+    a.download = name ? name[1] : file;
     document.body.appendChild(a);
     a.click();
     a.remove();
@@ -355,7 +357,9 @@ $("save").addEventListener("click", async () => {
   } catch (e) {
     setStatus(e.message, true);
   }
-});
+}
+$("save").addEventListener("click", () => save("mask.nii.gz"));
+$("save-seg").addEventListener("click", () => save("mask.dcm"));
 $("login").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   sessionStorage.setItem(TOKEN_KEY, $("token-input").value.trim());
