@@ -17,10 +17,12 @@ LOOPBACK_NAMES = ("localhost",)
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
-        help="serve the browser viewer and the MONAI Label API (3D Slicer)",
-        description="Open http://HOST:PORT/ in a browser, load a NIfTI scan and click; or point "
-        "3D Slicer's MONAILabel module at http://HOST:PORT. The API schema is at /openapi.json "
-        "(browsable at /docs). Binding to an address other than loopback needs --auth.",
+        help="serve the browser viewer and the MONAI Label API (3D Slicer, OHIF)",
+        description="Open http://HOST:PORT/ in a browser, load a NIfTI scan (or a zip of a "
+        "DICOM series) and click; or point 3D Slicer's MONAILabel module at http://HOST:PORT, "
+        "or OHIF's MONAI Label mode with --studies and --cors-origin (OHIF sends no login: "
+        "with --auth, see docs/slicer-ohif.md). The API schema is at /openapi.json (browsable "
+        "at /docs). Binding to an address other than loopback needs --auth.",
     )
     add_model_args(p)
     add_device_arg(p)
@@ -36,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _limit_args(p)
     _access_args(p)
+    _studies_args(p)
     p.set_defaults(func=run)
 
 
@@ -78,12 +81,14 @@ def _access_args(p: argparse.ArgumentParser) -> None:
         "accepted in the Host header; repeatable",
     )
     p.add_argument(
+        "--cors-origin",
         "--allow-origin",
+        dest="cors_origin",
         action="append",
         default=[],
         metavar="ORIGIN",
         help="a web app at another origin (e.g. http://localhost:3000 for OHIF) allowed to call "
-        "the API, with CORS; repeatable",
+        "the API, with CORS and without credentials; repeatable (--allow-origin is an alias)",
     )
     p.add_argument(
         "--auth",
@@ -106,6 +111,24 @@ def _access_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _studies_args(p: argparse.ArgumentParser) -> None:
+    """Where MONAI Label's images come from, and whether clients may train on them."""
+    p.add_argument(
+        "--studies",
+        metavar="URL",
+        help="a DICOMweb server's root (e.g. http://127.0.0.1:8042/dicom-web for Orthanc): the "
+        "MONAI Label datastore is then its series, image id = SeriesInstanceUID, labels saved "
+        "back as DICOM SEG (STOW-RS), and /proxy/dicom/qido|wado/ forward to it for OHIF",
+    )
+    p.add_argument(
+        "--train",
+        action="store_true",
+        help="with --moe: MONAI Label's /train/ (a new task expert from the datastore's "
+        "submitted labels, kept only if the old tasks keep their Dice) and /activelearning/; "
+        "with --auth only the admin and reviewer roles may train",
+    )
+
+
 def check_numbers(args: argparse.Namespace) -> None:
     if not 0 < args.port < 65536:
         raise InputError(f"--port must be in 1..65535, got {args.port}")
@@ -117,13 +140,16 @@ def check_numbers(args: argparse.Namespace) -> None:
 
 
 def check_urls(args: argparse.Namespace) -> None:
-    """``--public-url`` and ``--allow-origin`` are absolute http(s) URLs (an origin has no
-    path), so the Host and Origin checks compare like with like."""
+    """``--public-url``, ``--cors-origin`` and ``--studies`` are absolute http(s) URLs (an
+    origin has no path), so the Host and Origin checks compare like with like."""
     for flag, values, origin in (
         ("--public-url", args.public_url, False),
-        ("--allow-origin", args.allow_origin, True),
+        ("--cors-origin", args.cors_origin, True),
+        ("--studies", [args.studies] if args.studies else [], False),
     ):
         for value in values:
+            if origin and value.strip() == "*":  # CORS for every web page on the internet
+                raise InputError(f"{flag} '*' is refused: name each origin, e.g. http://HOST:3000")
             parts = urlsplit(value)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise InputError(f"{flag} {value!r}: expected http(s)://HOST[:PORT]")
@@ -159,6 +185,27 @@ def auth_config(args: argparse.Namespace):
     return AuthConfig(token=token, users=users, token_ttl_s=args.token_ttl), generated
 
 
+def training_config(args: argparse.Namespace):
+    """The :class:`TrainingConfig` for ``--train`` (``None`` without it): continual learning on
+    the ``--moe`` bundle, from the local datastore's submitted labels."""
+    if not args.train:
+        return None
+    from medmoe.serve.monailabel.train_routes import TrainingConfig
+
+    return TrainingConfig(bundle=args.moe)
+
+
+def check_train(args: argparse.Namespace) -> None:
+    if not args.train:
+        return
+    if args.moe is None:
+        raise InputError("--train needs --moe BUNDLE: it adds task experts to a MoE bundle")
+    if args.studies is not None:
+        raise InputError("--train learns from the local datastore's labels: drop --studies")
+    if not args.moe.is_dir():
+        raise InputError(f"--moe {args.moe}: --train needs a bundle folder it can version")
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -173,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_numbers(args)
     check_urls(args)
+    check_train(args)
     auth, generated = auth_config(args)  # before the model loads: a refusal costs nothing
     if args.data_dir.exists() and not args.data_dir.is_dir():
         raise InputError(f"--data-dir {args.data_dir} exists and is not a folder")
@@ -189,9 +237,10 @@ def run(args: argparse.Namespace) -> int:
         max_uploads=args.max_uploads,
         bind_host=args.host,
         public_urls=tuple(args.public_url),
-        allow_origins=tuple(args.allow_origin),
+        allow_origins=tuple(args.cors_origin),
+        studies=args.studies,
     )
-    app = create_app(predictor=predictor, config=config, auth=auth)
+    app = create_app(predictor=predictor, config=config, auth=auth, training=training_config(args))
     url = f"http://{args.host}:{args.port}/"
     if auth is None:
         print(f"medmoe serve: open {url}  (data in {args.data_dir})", flush=True)
