@@ -65,9 +65,15 @@ def test_predict_on_the_real_retina_photograph(trained, tmp_path, capsys):
     assert (
         abs(sum(pred["dr"]["probabilities"]) - 1) < 1e-3 and len(pred["dme"]["probabilities"]) == 3
     )
+    # the masks come back at the photograph's own 1411 x 1411, not the model's 64 x 96 (#27 item
+    # 5: the photograph was stretched to 64 x 96 and its masks left there); the model saw the
+    # field of view (rows 6-1400, columns 8-1400) padded to 3:2, the disc kept round
     for lesion in ("MA", "HE", "EX", "SE", "OD"):
         with Image.open(tmp_path / "p" / f"{lesion}.png") as im:
-            assert im.size == (96, 64) and set(np.unique(np.asarray(im))) <= {0, 255}
+            assert im.size == (1411, 1411) and set(np.unique(np.asarray(im))) <= {0, 255}
+    with Image.open(tmp_path / "p" / "overlay.png") as im:
+        assert im.size == (1411, 1411)
+    assert pred["field_of_view"] == {"box": [6, 1401, 8, 1401], "window": [6, -342, 1395, 2092]}
     assert 1 <= pred["experts_used"]["seg"] <= 3
 
 

@@ -145,7 +145,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", type=Path, help="also write the metrics to this JSON file")
     e.set_defaults(func=run_evaluate)
     pr = actions.add_parser(
-        "predict", help="grades, lesion masks (PNG) and an overlay for one photograph"
+        "predict",
+        help="grades, lesion masks (PNG) and an overlay for one photograph, at its own size "
+        "(its field of view is padded to the model's aspect, never stretched)",
     )
     pr.add_argument("--image", type=Path, required=True, help="a fundus photograph (JPEG, PNG)")
     _model_arg(pr)
@@ -240,9 +242,9 @@ def run_predict(args: argparse.Namespace) -> int:
     from medmoe.utils.device import resolve_device
 
     model = load_fundus_model(args.checkpoint, device=resolve_device(args.device))
-    image = read_photo(args.image, tuple(model.config.image_size))
-    res = predict_photo(model, image)
-    write_prediction(res, image, model.config.lesions, args.out)
+    photo = read_photo(args.image)
+    res = predict_photo(model, photo)
+    write_prediction(res, photo, model.config.lesions, args.out)
     print(
         f"wrote {args.out}: "
         + ", ".join(f"{t} grade {res[t]['grade']}" for t in ("dr", "dme") if t in res)

@@ -7,7 +7,9 @@ or masks, never both. Both sets are ``torch.utils.data.Dataset``\\ s of ``(3, H,
 images in [0, 1] (not normalised: the model's
 :class:`~medmoe.multitask.model.moe.MultiTaskConfig` holds the mean/std, applied on the device
 by :func:`~medmoe.multitask.data.preprocess.normalize`). Synthetic sets hold their few arrays in
-memory; IDRiD sets read and resize each photograph when a batch needs it.
+memory, drawn in the model's frame; IDRiD sets read each photograph when a batch needs it and
+bring it into the model's frame (:mod:`~medmoe.multitask.data.fov`: the field of view padded to
+the model's aspect, then resized), masks alike.
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ import torch
 from torch.utils.data import Dataset
 
 from medmoe.errors import InputError
-from medmoe.multitask.data.idrid import load_masks, load_native_masks, load_rgb
+from medmoe.multitask.data.fov import FovFrame
+from medmoe.multitask.data.idrid import (
+    load_framed,
+    load_masks,
+    load_native_masks,
+    load_rgb,
+    photo_frame_of,
+)
 
 
 class GradingSet(Dataset):
@@ -74,7 +83,15 @@ class SegmentationSet(Dataset):
     def sample(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         if self.masks is not None:
             return self.images[i], self.masks[i]
-        return load_rgb(self.images[i].image, self.size), load_masks(self.images[i], self.size)
+        image, frame = load_framed(self.images[i].image, self.size)
+        return image, load_masks(self.images[i], self.size, frame)
+
+    def frame(self, i: int) -> FovFrame:
+        """Where photograph ``i``'s model input lies on its native pixels: IDRiD's field of view
+        padded to the model's aspect; arrays are drawn in the model's frame (the whole image)."""
+        if self.masks is not None:
+            return FovFrame.whole(tuple(self.masks[i].shape[-2:]), self.size)
+        return photo_frame_of(self.images[i].image, self.size)
 
     def native_masks(self, i: int) -> np.ndarray:
         """``(5, H0, W0)`` bool at the photograph's native resolution, for scoring: IDRiD's

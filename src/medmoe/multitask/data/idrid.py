@@ -12,6 +12,8 @@ Three details the reference code gets wrong or leaves implicit:
 - a lesion mask that is missing means "no lesion of that type": an all-negative mask;
 - masks are binarised from their colour channels; some are RGBA (``IDRiD_81_EX.tif``) and the
   alpha channel is not the label, so it is dropped before binarising.
+Photographs and masks enter the model's frame together (:mod:`~medmoe.multitask.data.fov`: the
+field of view padded to the model's aspect, then resized), as ``fundus predict`` does.
 The segmentation and grading images are different photographs, so a sample carries either
 masks or grades, never both.
 """
@@ -29,7 +31,7 @@ from PIL import Image
 
 from medmoe.errors import InputError
 from medmoe.multitask.constants import LESIONS
-from medmoe.multitask.data.preprocess import resize_mask
+from medmoe.multitask.data.fov import FovFrame, photo_frame
 
 SPLITS = {"train": "a. Training Set", "test": "b. Testing Set"}
 LESION_DIRS = {
@@ -136,11 +138,25 @@ def _grade(row: dict, column: str, csv_path: Path) -> int:
         ) from None
 
 
-def load_rgb(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """``(3, H, W)`` float32 in [0, 1], resized to ``size`` = (height, width)."""
+def photo_frame_of(path: Path, size: tuple[int, int]) -> FovFrame:
+    """The model's frame of the photograph at ``path`` (its field of view padded to the aspect
+    of ``size``; see :mod:`~medmoe.multitask.data.fov`)."""
     with Image.open(path) as im:
-        im = im.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
-        return np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / 255.0
+        return photo_frame(im, size)
+
+
+def load_framed(path: Path, size: tuple[int, int]) -> tuple[np.ndarray, FovFrame]:
+    """``(3, H, W)`` float32 in [0, 1] at ``size`` = (height, width): the photograph's field of
+    view padded to that aspect and resized (never stretched), with its frame."""
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+    frame = photo_frame(im, size)
+    return frame.image(im), frame
+
+
+def load_rgb(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """The image of :func:`load_framed`."""
+    return load_framed(path, size)[0]
 
 
 def load_native_masks(sample: SegSample) -> np.ndarray:
@@ -160,8 +176,11 @@ def load_native_masks(sample: SegSample) -> np.ndarray:
     return np.stack(out)
 
 
-def load_masks(sample: SegSample, size: tuple[int, int]) -> np.ndarray:
-    """``(5, H, W)`` bool, downsized with max pooling (a pixel is positive if any source pixel
+def load_masks(
+    sample: SegSample, size: tuple[int, int], frame: FovFrame | None = None
+) -> np.ndarray:
+    """``(5, H, W)`` bool in the photograph's frame (``frame``, else its own, as
+    :func:`load_framed`), downsized with max pooling (a pixel is positive if any source pixel
     under it is), so that 1-pixel microaneurysms survive; see
     :func:`~medmoe.multitask.data.preprocess.resize_mask`."""
     out = []
@@ -170,5 +189,7 @@ def load_masks(sample: SegSample, size: tuple[int, int]) -> np.ndarray:
         if path is None:
             out.append(np.zeros(size, bool))
             continue
-        out.append(resize_mask(binarize_mask(path, (0, 0)), size))
+        if frame is None:
+            frame = photo_frame_of(sample.image, size)
+        out.append(frame.mask(binarize_mask(path, (0, 0))))
     return np.stack(out)

@@ -3,7 +3,8 @@
 Grades: accuracy, quadratic-weighted kappa, the confusion matrix (rows: true grade, columns:
 predicted) and the joint DR + DME accuracy (both right on one photograph: IDRiD sub-challenge
 2's metric). Lesions, at each photograph's native resolution (the probabilities upsampled to the
-source size and scored against the original masks, never the max-pooled training targets; see
+source size through the photograph's frame, :meth:`~medmoe.multitask.data.fov.FovFrame.to_source`,
+and scored against the original masks, never the max-pooled training targets; see
 :mod:`~medmoe.multitask.evaluation.lesion_scores`): AUPR (IDRiD sub-challenge 1's metric), IoU
 and Dice pooled over the split at 0.5 and at the thresholds given (chosen on validation, never
 on test), the Dice of each photograph, and the pooled-Dice-maximising threshold of this split
@@ -121,8 +122,8 @@ def _lesions(
         kept.append(mask)
         for p in prob:
             native = torch.from_numpy(data.segmentation.native_masks(index)).to(device)
+            hp, hn = ls.histogram(data.segmentation.frame(index).to_source(p), native)
             index += 1
-            hp, hn = ls.histogram(ls.to_native(p, native.shape[-2:]), native)
             hp, hn = hp.cpu().numpy(), hn.cpu().numpy()
             pos, neg = (hp, hn) if pos is None else (pos + hp, neg + hn)
             for c, x in enumerate(lesions):

@@ -11,7 +11,6 @@ import torch
 
 from medmoe.multitask.data.datasets import SegmentationSet
 from medmoe.multitask.evaluation.evaluate import lesion_outputs
-from medmoe.multitask.evaluation.lesion_scores import to_native
 from medmoe.multitask.model.moe import MultiTaskMoE
 
 
@@ -35,7 +34,9 @@ def native_predictions(
     image = data[index]["image"][None]
     native = data.native_masks(index)
     prob, _ = lesion_outputs(model, image, dense=False)
-    prob = to_native(prob[0], native.shape[-2:]).cpu().numpy()
+    prob = data.frame(index).to_source(prob[0]).cpu().numpy()
+    if prob.shape != native.shape:
+        raise ValueError(f"photograph {index}: {prob.shape} mapped back, masks {native.shape}")
     th = np.array([thresholds.get(x, 0.5) for x in model.config.lesions])[:, None, None]
     return prob, prob >= th
 

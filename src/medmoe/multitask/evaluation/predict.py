@@ -1,4 +1,8 @@
-"""Predict grades and lesion masks for one fundus photograph; write JSON, PNG masks, an overlay."""
+"""Predict grades and lesion masks for one fundus photograph; write JSON, PNG masks, an overlay.
+
+The photograph keeps its aspect ratio: its field of view is cropped and padded to the model's
+aspect before resizing (:mod:`~medmoe.multitask.data.fov`), and the masks are mapped back to
+the photograph's own size and place."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from PIL import Image
 
 from medmoe.errors import InputError
 from medmoe.multitask.constants import GRADE_TASKS
+from medmoe.multitask.data.fov import fov_box, fov_frame
 from medmoe.multitask.data.preprocess import normalize
 from medmoe.multitask.model.moe import MultiTaskMoE
 from medmoe.utils.files import atomic_write
@@ -26,15 +31,11 @@ COLORS = {
 }
 
 
-def read_photo(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
+def read_photo(path: str | os.PathLike) -> Image.Image:
+    """The photograph at ``path`` as an RGB PIL image, at its own size; one-line error if unreadable."""
     try:
         with Image.open(path) as im:
-            return (
-                np.asarray(
-                    im.convert("RGB").resize((size[1], size[0]), Image.BILINEAR), np.float32
-                ).transpose(2, 0, 1)
-                / 255
-            )
+            return im.convert("RGB")
     except (OSError, ValueError) as err:
         raise InputError(f"cannot read image {path}: {err}") from None
 
@@ -49,11 +50,16 @@ def photo_outputs(model: MultiTaskMoE, image: np.ndarray, *, dense: bool = False
 
 
 @torch.no_grad()
-def predict_photo(model: MultiTaskMoE, image: np.ndarray) -> dict:
-    """Grades and masks for one ``(3, H, W)`` image in [0, 1]: computed on the model's device
-    (:func:`photo_outputs`), then read back to the host."""
-    out = photo_outputs(model, image)
+def predict_photo(model: MultiTaskMoE, photo: Image.Image) -> dict:
+    """Grades and masks for one photograph at any size and aspect ratio. The model sees its
+    field of view padded to the model's aspect (:func:`~medmoe.multitask.data.fov.photo_frame`,
+    as in training); the lesion masks ``(C, H, W)`` come back on the photograph's own pixels.
+    Computed on the model's device (:func:`photo_outputs`), then read back to the host."""
+    box = fov_box(np.asarray(photo.convert("RGB")))
+    frame = fov_frame(box, source=(photo.height, photo.width), size=model.config.image_size)
+    out = photo_outputs(model, frame.image(photo))
     res: dict = {"experts_used": {t: int(o.mask.sum().cpu()) for t, o in out.items()}}
+    res["field_of_view"] = {"box": list(box), "window": list(frame.window)}
     for t in GRADE_TASKS:
         if t in out:
             probs = out[t].output.float().softmax(-1)[0].cpu()
@@ -62,17 +68,20 @@ def predict_photo(model: MultiTaskMoE, image: np.ndarray) -> dict:
                 "probabilities": [round(float(p), 4) for p in probs],
             }
     if "seg" in out:
-        res["masks"] = (out["seg"].output.float().sigmoid()[0] > 0.5).cpu().numpy()
+        probs = frame.to_source(out["seg"].output.float().sigmoid()[0])
+        res["masks"] = (probs > 0.5).cpu().numpy()
     return res
 
 
-def write_prediction(res: dict, image: np.ndarray, lesions, out_dir: str | os.PathLike) -> Path:
+def write_prediction(res: dict, photo: Image.Image, lesions, out_dir: str | os.PathLike) -> Path:
+    """``prediction.json`` (grades, experts used, field of view, lesion pixel counts), a PNG
+    mask per lesion and ``overlay.png``, all at the photograph's size."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = {k: v for k, v in res.items() if k != "masks"}
     if "dr" in res:
         summary["dr"]["name"] = DR_NAMES[res["dr"]["grade"]]
-    overlay = (image.transpose(1, 2, 0) * 255).astype(np.uint8).copy()
+    overlay = np.array(photo.convert("RGB"), np.uint8)
     if "masks" in res:
         for c, lesion in enumerate(lesions):
             mask = res["masks"][c]
