@@ -179,6 +179,14 @@ def test_idrid_training_and_native_evaluation_use_the_same_frame(tmp_path):
     ev = evaluate_split(GreenIsMA(tasks=("seg",)), data, batch_size=1)
     # scored at 300 x 500 against the original mask: the stub's MA maps back onto the lesion
     assert ev.metrics["MA_dice"] > 0.9  # 0.93
+    # the report's lesion figure: photograph, truth and prediction on the native pixels
+    from medmoe.multitask.evaluation.figures import native_predictions
+
+    assert seg.native_image(0).shape == (3, H, W)
+    prob, pred = native_predictions(GreenIsMA(tasks=("seg",)), seg, 0, {})
+    truth = np.zeros((H, W), bool)
+    truth[LESION] = True
+    assert prob.shape == (5, H, W) and iou(pred[0], truth) > 0.8
 
 
 def test_synthetic_photographs_are_drawn_in_the_frame():

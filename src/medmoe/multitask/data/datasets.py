@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from medmoe.errors import InputError
@@ -85,6 +86,13 @@ class SegmentationSet(Dataset):
             return self.images[i], self.masks[i]
         image, frame = load_framed(self.images[i].image, self.size)
         return image, load_masks(self.images[i], self.size, frame)
+
+    def native_image(self, i: int) -> np.ndarray:
+        """``(3, H0, W0)`` float32 in [0, 1]: photograph ``i`` at its own size (for figures)."""
+        if self.masks is not None:
+            return np.asarray(self.images[i], np.float32)
+        with Image.open(self.images[i].image) as im:
+            return np.asarray(im.convert("RGB"), np.float32).transpose(2, 0, 1) / 255.0
 
     def frame(self, i: int) -> FovFrame:
         """Where photograph ``i``'s model input lies on its native pixels: IDRiD's field of view

@@ -64,7 +64,7 @@ def lesion_figure(
     for j, i in enumerate(indices):
         truth = data.native_masks(i)
         _, pred = native_predictions(model, data, i, thresholds)
-        photo = data[i]["image"].numpy().transpose(1, 2, 0)
+        photo = data.native_image(i).transpose(1, 2, 0)
         for r, x in enumerate(lesions):
             panels = (photo, truth[r], pred[r])
             names = (f"image {i}", f"{x} truth", f"{x} prediction (t={thresholds.get(x, 0.5):.2g})")
