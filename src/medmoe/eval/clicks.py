@@ -1,11 +1,17 @@
 """Click simulation for interactive evaluation and training, as pure functions of masks.
 
 ``random`` picks uniformly from the error region FN ∪ FP and labels the click by the region it
-came from. ``center`` follows the 2025 interactive-segmentation challenge rule: take the largest
-connected error component (FN and FP components compete together; 6-connectivity, scipy's
-default) and click its voxel farthest from the component's boundary (Euclidean distance
-transform; the volume border counts as boundary). Ties go to the first voxel in C order, so a
-given pair of masks always yields the same ``center`` click.
+came from. ``center`` takes the largest connected component of FN and the largest of FP
+(6-connectivity, scipy's default), keeps the larger of the two, and clicks its voxel farthest
+from the component's boundary (Euclidean distance transform; the volume border counts as
+boundary). Ties go to the first voxel in C order, so a given pair of masks always yields the
+same ``center`` click.
+
+:func:`largest_error_click` is the CVPR 2025 interactive 3D challenge's rule itself: the error
+``pred != gt`` is one region (FN and FP voxels that touch form one component), components are
+26-connected, and the click is the deepest voxel of the largest one, labelled by the ground truth
+there (1 in the object: under-segmented; 0 outside it: over-segmented). The challenge draws
+among tied voxels with a fixed seed; medmoe takes the first in C order.
 """
 
 from __future__ import annotations
@@ -33,14 +39,30 @@ def _check_pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def deepest_point(region: np.ndarray) -> np.ndarray:
-    """The voxel of ``region`` farthest from its boundary (first in C order on ties)."""
-    padded = np.pad(region, 1)  # the volume border is boundary too
+    """The voxel of ``region`` farthest from its boundary (first in C order on ties).
+
+    The transform runs on the region's bounding box padded by one voxel, which gives the same
+    distances as the whole volume padded by one (the nearest background voxel of any region voxel
+    lies inside that padded box) at a cost independent of the scan size. C order inside the box
+    is C order in the volume, so ties resolve the same way. An empty region gives (0, 0, 0), as
+    the argmax of an all-zero transform does."""
+    region = np.asarray(region, dtype=bool)
+    idx = np.argwhere(region)
+    if idx.size == 0:
+        return np.zeros(region.ndim, dtype=np.int64)
+    lo, hi = idx.min(0), idx.max(0) + 1
+    box = region[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+    padded = np.pad(box, 1)  # the volume border is boundary too
     dist = ndimage.distance_transform_edt(padded)[1:-1, 1:-1, 1:-1]
-    return np.array(np.unravel_index(int(np.argmax(dist)), region.shape), dtype=np.int64)
+    return lo.astype(np.int64) + np.array(np.unravel_index(int(np.argmax(dist)), box.shape))
 
 
-def largest_component(region: np.ndarray) -> tuple[np.ndarray, int]:
-    labels, n = ndimage.label(region)
+def largest_component(
+    region: np.ndarray, *, structure: np.ndarray | None = None
+) -> tuple[np.ndarray, int]:
+    """The largest connected component of ``region`` and its size (the first on ties);
+    ``structure`` is scipy's (None: 6-connectivity)."""
+    labels, n = ndimage.label(region, structure=structure)
     if n == 0:
         return np.zeros_like(region), 0
     sizes = np.bincount(labels.ravel())[1:]
@@ -85,6 +107,25 @@ def next_click(
         comp, label = (fn_comp, 1) if fn_size >= fp_size else (fp_comp, 0)
         return Click(deepest_point(comp), label)
     raise InputError(f"unknown click method {method!r}; use {', '.join(METHODS)}")
+
+
+CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
+
+
+def largest_error_click(pred: np.ndarray, gt: np.ndarray) -> Click | None:
+    """The CVPR 2025 challenge's click: the deepest voxel (by EDT) of the largest 26-connected
+    component of ``pred != gt``, positive where ``gt`` holds the object (a missed voxel) and
+    negative where it does not (a false positive); ``None`` when ``pred == gt`` everywhere.
+
+    With an empty ``pred`` this is the deepest voxel of the object's largest component: the
+    challenge's first click when no box is given."""
+    pred, gt = _check_pair(pred, gt)
+    error = pred != gt
+    if not error.any():
+        return None
+    component, _ = largest_component(error, structure=CONNECTIVITY_26)
+    point = deepest_point(component)
+    return Click(point, int(gt[tuple(point)]))
 
 
 def box_from_mask(gt: np.ndarray, *, jitter: int = 0, rng=None) -> np.ndarray:
