@@ -161,3 +161,28 @@ def test_cors_preflight_from_the_ohif_origin(http):
     assert r.headers["access-control-allow-origin"] == OHIF
     r = http.options("/infer/medmoe_sam3d", headers={"Origin": "http://evil.example", **ask})
     assert r.status_code >= 400 and "access-control-allow-origin" not in r.headers
+
+
+def test_cors_preflight_with_auth_needs_no_token_but_the_call_does(tmp_path, tiny_predictor):
+    """With ``--auth``, a browser's preflight (which never carries a token) is answered, and
+    the call itself is 401 without the bearer token a proxy adds (docs/slicer-ohif.md), with
+    the CORS header so that OHIF can show the error."""
+    from medmoe.serve.auth import AuthConfig
+
+    token = "cors-auth-test-token-0123456789-abcdefghijk"
+    config = ServeConfig(data_dir=tmp_path / "d", allow_origins=(OHIF,))
+    app = create_app(predictor=tiny_predictor, config=config, auth=AuthConfig(token=token))
+    ask = {
+        "Origin": OHIF,
+        "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization",
+    }
+    with TestClient(app, base_url="http://127.0.0.1") as http:
+        r = http.options("/info/", headers=ask)
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == OHIF
+        assert "authorization" in r.headers["access-control-allow-headers"].lower()
+        assert "access-control-allow-credentials" not in r.headers
+        r = http.get("/info/", headers={"Origin": OHIF})
+        assert r.status_code == 401 and r.headers["access-control-allow-origin"] == OHIF
+        r = http.get("/info/", headers={"Origin": OHIF, "Authorization": f"Bearer {token}"})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == OHIF

