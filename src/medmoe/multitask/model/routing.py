@@ -5,7 +5,10 @@
 - **Top-p** (Huang et al., ACL 2024, "dynamic routing"): sort the experts by probability and
   keep them until their cumulative probability reaches ``p`` (the expert that crosses ``p`` is
   kept, so at least one expert always runs). The kept weights are renormalised to sum to 1, or
-  left as the raw probabilities (``renormalize=False``, as in DynMoE).
+  left as the raw probabilities (``renormalize=False``, as in DynMoE). Renormalised weights are
+  straight-through (:func:`straight_through`): the forward value is renormalised, the gradient
+  is that of the raw kept probabilities, so the task loss still trains the gate when a single
+  expert is kept (its renormalised weight is the constant 1, whose gradient is 0).
 """
 
 from __future__ import annotations
