@@ -8,6 +8,13 @@ One run, same backbone features and weights for both sides: the time of the thre
 all 3 experts (dense) against top-p dispatch. The gates are set so that top-p keeps a measured
 mean of experts per sample (reported); timings are interleaved, best of ``--repeats``.
 Target: top-p with a mean <= 1.5 of 3 experts takes <= 0.65x the dense head time.
+
+The heads alone leave out the shared ResNet-50, which every sample runs whatever the routing
+(issue #27, item 6), so the script also prints the **whole model**: its FLOPs counted with
+``torch.utils.flop_counter`` on the meta device (shapes only, nothing computed): dense (3 experts
+per task) against one expert kept per task (the same model built with 1 expert, which is what
+top-p at 1.00 experts runs, gate aside), with the backbone's share; and the whole forward time,
+the backbone's measured time (best of ``--repeats``) plus each side's head time.
 """
 
 from __future__ import annotations
@@ -17,6 +24,30 @@ import platform
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def _gflop(fn, *args, **kwargs) -> float:
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        fn(*args, **kwargs)
+    return counter.get_total_flops() / 1e9
+
+
+def whole_model_flops(h: int, w: int, batch: int, p: float) -> dict[str, float]:
+    """GFLOP of one forward pass on the meta device: dense with 3 experts per task, one expert
+    per task (top-p keeping one), and the backbone."""
+    from medmoe.multitask.model.moe import MultiTaskConfig, MultiTaskMoE
+
+    out = {}
+    for name, experts in (("dense", 3), ("one expert", 1)):
+        with torch.device("meta"):
+            config = MultiTaskConfig(image_size=(h, w), top_p=p, num_experts=experts)
+            model = MultiTaskMoE(config=config).eval()
+            x = torch.empty(batch, 3, h, w)
+        out[name] = _gflop(model, x, dense=True)
+        out["backbone"] = _gflop(model.backbone, x)
+    return out
 
 
 def main() -> None:
@@ -48,10 +79,13 @@ def main() -> None:
             used.append(out.mask.sum(-1).float().mean().item())
         return used
 
-    best = {"dense": float("inf"), "top-p": float("inf")}
+    best = {"dense": float("inf"), "top-p": float("inf"), "backbone": float("inf")}
     with torch.no_grad():
         heads(True), heads(False)  # warm-up
         for _ in range(args.repeats):
+            t = time.perf_counter()
+            model.backbone(x)
+            best["backbone"] = min(best["backbone"], time.perf_counter() - t)
             for name, dense in (("dense", True), ("top-p", False)):
                 t = time.perf_counter()
                 used = heads(dense)
@@ -68,6 +102,17 @@ def main() -> None:
     )
     print(
         f"ratio top-p / dense: {best['top-p'] / best['dense']:.3f}   (target <= 0.65 at <= 1.5 experts)"
+    )
+    g = whole_model_flops(h, w, args.batch, args.p)
+    whole_dense, whole_top = best["backbone"] + best["dense"], best["backbone"] + best["top-p"]
+    print(
+        f"whole model, GFLOP: dense {g['dense']:.1f} | one expert per task {g['one expert']:.1f} | "
+        f"backbone {g['backbone']:.1f} ({g['backbone'] / g['dense']:.0%} of dense) | "
+        f"ratio {g['one expert'] / g['dense']:.3f}"
+    )
+    print(
+        f"whole model, s (backbone {best['backbone']:.3f} + heads): dense {whole_dense:.3f} | "
+        f"top-p {whole_top:.3f} | ratio {whole_top / whole_dense:.3f}"
     )
 
 
