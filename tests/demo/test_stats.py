@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from medmoe.demo.stats import (
+    EvalRow,
     GroupCheck,
     aggregate,
     check_lines,
@@ -20,18 +21,18 @@ from medmoe.demo.stats import (
 
 
 def _row(crop, task, method, dice, *, gate=(0, 0), expert=(0, 0), prompt="points"):
-    return {
-        "subject": "B",
-        "crop": crop,
-        "name": f"s{crop}",
-        "task": task,
-        "method": method,
-        "prompt": prompt,
-        "first": "centre",
-        "dice": dice,
-        "gate": list(gate),
-        "expert": list(expert),
-    }
+    return EvalRow(
+        subject="B",
+        crop=crop,
+        name=f"s{crop}",
+        task=task,
+        method=method,
+        prompt=prompt,
+        first="centre",
+        dice=dice,
+        gate=gate,
+        expert=expert,
+    )
 
 
 # crop 0, 1: other; crop 2: group 1; crops 3, 4: group 2 (two experts)
@@ -144,3 +145,29 @@ def test_recovered_gain_by_hand():
     assert recovered(GroupCheck("x", 0.2, 0.6, 0.5, (0, 0))) == pytest.approx(0.75)
     assert math.isnan(recovered(GroupCheck("x", 0.6, 0.6, 0.5, (0, 0))))
     assert np.isfinite(recovered(GroupCheck("x", 0.0, 0.1, 0.0, (0, 0))))
+
+
+def test_rows_round_trip_through_their_json_form():
+    row = _row(3, 2, "MoE", 0.5, gate=(2, 1), expert=(2, 0))
+    d = row.to_dict()
+    assert d["gate"] == [2, 1] and "nsd" not in d  # the eval_<subject>.json form
+    assert EvalRow.from_dict(d) == row
+    with_nsd = EvalRow.from_dict({**d, "nsd": 0.25})
+    assert with_nsd.nsd == 0.25 and with_nsd.to_dict()["nsd"] == 0.25
+
+
+def test_unknown_row_keys_are_refused():
+    from medmoe.errors import InputError
+
+    with pytest.raises(InputError, match="unknown evaluation row keys: dicee"):
+        EvalRow.from_dict({**_row(0, 0, "Baseline", 0.8).to_dict(), "dicee": 1.0})
+
+
+def test_nsd_scores_skip_rows_without_nsd():
+    rows = [
+        _row(0, 0, "Baseline", 0.8),
+        EvalRow.from_dict({**_row(1, 0, "MoE", 0.5).to_dict(), "nsd": 0.4}),
+    ]
+    assert crop_scores(rows, subject="B", prompt="points", metric="nsd") == {
+        1: {"task": 0, "MoE": 0.4}
+    }
