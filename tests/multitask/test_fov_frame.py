@@ -200,3 +200,10 @@ def test_synthetic_photographs_are_drawn_in_the_frame():
     box = fov_box(image.transpose(1, 2, 0))
     assert box == (4, 125, 36, 157)
     assert fov_frame(box, source=(128, 192), size=(128, 192)).window == (4, 5, 121, 182)
+
+
+def test_mapping_back_stays_on_the_maps_device():
+    """On a GPU the probabilities are mapped back where they are (meta refuses a CPU mix-up)."""
+    frame = fov_frame((51, 250, 231, 430), source=(H, W), size=MODEL_SIZE)
+    out = frame.to_source(torch.empty(5, *MODEL_SIZE, device="meta"))
+    assert out.device.type == "meta" and tuple(out.shape) == (5, H, W)
