@@ -95,6 +95,8 @@ def test_qido_lists_the_series_and_wado_retrieves_it_exactly(http, source):
     cached = list((http.app.state.datastore.root).glob("*/*.dcm"))
     assert len(cached) == SHAPE[2]  # one file per slice, in the on-disk cache
     assert http.put("/datastore/?image=x").status_code == 400  # Orthanc owns the images
+    # Next sample (Slicer's, on any datastore): the one series, as it has no label yet
+    assert http.post("/activelearning/first").json()["id"] == series.uid
 
 
 def test_ohif_infer_then_seg_through_stow(http, orthanc, source, bundle, tmp_path, capsys):
@@ -106,6 +108,7 @@ def test_ohif_infer_then_seg_through_stow(http, orthanc, source, bundle, tmp_pat
         "result_extension": ".nrrd",
         "result_dtype": "uint8",
         "result_compress": False,
+        "restore_label_idx": False,  # OHIF v3's MonaiLabelClient.infer adds it
     }
     ctype, body = encode_form([("params", None, "application/json", json.dumps(params).encode())])
     r = http.post(
@@ -151,6 +154,7 @@ def test_ohif_infer_then_seg_through_stow(http, orthanc, source, bundle, tmp_pat
         read_dicom_seg(r.content, series.headers)[0], got
     )
     assert http.get("/info/").json()["datastore"]["completed"] == 1
+    assert http.post("/activelearning/random").json() == {}  # nothing left to label
 
 
 def test_ohif_proxy_routes_need_the_token(http, source):
@@ -226,3 +230,34 @@ def test_an_unreachable_dicomweb_server_is_a_one_line_502(tiny_predictor, tmp_pa
             assert r.status_code == 502, r.text
             assert "the DICOMweb server is unreachable" in r.json()["detail"]
             assert len(r.json()["detail"].splitlines()) == 1
+
+
+def test_ohif_saves_a_raw_nrrd_as_label_bin(http, source):
+    """OHIF's save: a browser FormData (``params`` a plain text field, the label a file named
+    ``label.bin`` holding raw NRRD) with Slicer's ``label_info`` names; back as a SEG."""
+    from medmoe.serve.monailabel.labelfile import nrrd_bytes
+
+    _, _, series = source
+    label = np.zeros(SHAPE, np.uint8)
+    label[10:20, 5:15, 20:30] = 1
+    label[40:50, 20:30, 30:40] = 2
+    params = {"label_info": [{"name": "thalamus", "idx": 1}, {"name": "ventricle", "idx": 2}]}
+    b = "----ohifFormBoundary7MA4YWxkTrZu0gW"
+    body = (
+        (
+            f'--{b}\r\nContent-Disposition: form-data; name="params"\r\n\r\n{json.dumps(params)}\r\n'
+            f'--{b}\r\nContent-Disposition: form-data; name="label"; filename="label.bin"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + nrrd_bytes(label, AFFINE, compress=False)
+        + f"\r\n--{b}--\r\n".encode()
+    )
+    r = http.put(
+        f"/datastore/label?image={series.uid}&tag=ohif",
+        content=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={b}"},
+    )
+    assert r.status_code == 200, r.text
+    r = http.get(f"/datastore/label?label={series.uid}&tag=ohif")
+    mask, names = read_dicom_seg(r.content, series.headers)
+    assert np.array_equal(mask, label) and names == {1: "thalamus", 2: "ventricle"}

@@ -88,8 +88,13 @@ def read_label(path: Path, ext: str, *, volume: Volume, shown: str, limit: int) 
 
 def segment_names(label: np.ndarray, params: dict) -> dict[int, str]:
     """Each label value's segment name: from ``params["label_names"]`` (``{name: value}``, as
-    ``/infer`` answers) where given, else ``segment N``."""
+    ``/infer`` answers) or ``params["label_info"]`` (``[{"name", "idx"}]``, as Slicer's Submit
+    label sends) where given, else ``segment N``."""
     given = params.get("label_names") if isinstance(params.get("label_names"), dict) else {}
     by_value = {v: str(k)[:64] for k, v in given.items() if isinstance(v, int)}
+    info = params.get("label_info") if isinstance(params.get("label_info"), list) else []
+    for item in info:
+        if isinstance(item, dict) and isinstance(item.get("idx"), int) and item.get("name"):
+            by_value.setdefault(item["idx"], str(item["name"])[:64])
     values = [int(v) for v in np.unique(label) if v > 0]
     return {v: by_value.get(v, f"segment {v}") for v in values} or {1: "segment"}
