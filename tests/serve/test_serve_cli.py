@@ -70,3 +70,29 @@ def test_help_names_ohif_without_promising_it_logins():
     assert "3D Slicer" in options["--users"]
     assert "without credentials" in options["--cors-origin"]
     assert "admin and reviewer" in options["--train"]
+
+
+def test_studies_and_cors_origin_reach_the_app(bundle, tmp_path, monkeypatch):
+    """``--studies`` makes MONAI Label's datastore the DICOMweb server's (here one that is not
+    there: a one-line 502), ``--cors-origin`` answers OHIF's preflight and no other origin's."""
+    from tests.serve.orthanc import free_port
+
+    from medmoe.serve.monailabel.dicomweb_datastore import DicomWebDatastore
+
+    ohif = "http://localhost:3000"
+    studies = f"http://127.0.0.1:{free_port()}/dicom-web"
+    argv = ["--moe", str(bundle), "--device", "cpu", "--data-dir", str(tmp_path / "d")]
+    app = _served_app([*argv, "--studies", studies, "--cors-origin", ohif], monkeypatch)
+    ask = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
+    with TestClient(app, base_url="http://127.0.0.1") as http:
+        assert isinstance(app.state.datastore, DicomWebDatastore)
+        assert app.state.datastore.client.url == studies
+        r = http.options("/infer/medmoe_moe", headers={"Origin": ohif, **ask})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == ohif
+        r = http.options("/infer/medmoe_moe", headers={"Origin": "http://localhost:3001", **ask})
+        assert "access-control-allow-origin" not in r.headers
+        r = http.get("/datastore/?output=all")
+        assert r.status_code == 502 and len(r.json()["detail"].splitlines()) == 1
