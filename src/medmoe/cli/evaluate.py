@@ -2,7 +2,9 @@
 
 ``--protocol clicks`` (default) scores Dice, NSD and HD95 at the ``--clicks`` counts;
 ``--protocol cvpr25`` runs the CVPR 2025 interactive challenge's box + 5 clicks and reports
-DSC_AUC, NSD_AUC, the final DSC and NSD, and the time per case (:mod:`medmoe.eval.cvpr25`).
+DSC_AUC, NSD_AUC, the final DSC and NSD, and the time per case (:mod:`medmoe.eval.cvpr25`);
+``--moe BUNDLE --groups GROUPS.json`` writes the MoE paper's Table 1 / Table 2 analogues as
+markdown and JSON (:mod:`medmoe.eval.moe_groups`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medmoe.cli.common import add_model_args, add_seed_arg, load_predictor, positive_float
+from medmoe.cli.common import (
+    add_model_args,
+    add_seed_arg,
+    load_predictor,
+    positive_float,
+    tau_value,
+)
 from medmoe.utils.device import add_device_arg
 
 DEFAULT_CLICKS = [1, 3, 5, 10]
@@ -28,6 +36,18 @@ def _clicks(text: str) -> list[int]:
     return values
 
 
+def _taus(text: str) -> list[float]:
+    try:
+        values = sorted({tau_value(v) for v in text.split(",") if v.strip()})
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"--taus {text!r}: expected numbers in [0, 1) like 0.3,0.5,0.7"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("--taus: expected at least one value")
+    return values
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="interactive evaluation over a dataset (Dice, NSD, HD95)")
     p.add_argument("--dataset", type=Path, required=True, help="nnU-Net v2 raw or SAM-Med3D layout")
@@ -39,41 +59,47 @@ def register(sub: argparse._SubParsersAction) -> None:
         "interactive challenge (optional box, 5 center-of-error clicks, DSC_AUC/NSD_AUC, time)",
     )  # fmt: skip
     p.add_argument(
-        "--prompt", choices=("points", "box"), default="points",
-        help="points: clicks placed in the error region, one at a time; box: a bounding box "
-        "first (under cvpr25, followed by the 5 clicks)",
+        "--prompt", choices=("points", "box"), default=None,
+        help="points (default): clicks placed in the error region, one at a time; box: a "
+        "bounding box first (under cvpr25, followed by the 5 clicks); not with --groups",
     )  # fmt: skip
     p.add_argument(
         "--clicks", type=_clicks, default=None,
-        help="the click counts at which each target is scored (default 1,3,5,10; "
-        "not with --protocol cvpr25, whose 5 clicks are fixed)",
+        help="the click counts at which each target is scored (default 1,3,5,10; not with "
+        "--protocol cvpr25, whose 5 clicks are fixed); with --groups one number, the clicks "
+        "of each points run (default 6)",
     )  # fmt: skip
     p.add_argument(
         "--click-method", choices=("random", "center"), default=None,
         help="where in the error region a click goes: a random voxel (default), or its center "
-        "(not with --protocol cvpr25, which uses the challenge's own rule)",
+        "(not with --protocol cvpr25, which uses the challenge's own rule, nor --groups)",
+    )  # fmt: skip
+    p.add_argument(
+        "--groups", type=Path, default=None,
+        help="with --moe: a JSON file mapping each expert to its label values; writes Table 1 "
+        "(Baseline / FT-expert / MoE) and Table 2 (τ x weighting) as markdown (--out) and JSON",
+    )  # fmt: skip
+    p.add_argument(
+        "--taus", type=_taus, default=None,
+        help="with --groups: Table 2's τ values (default 0.3,0.5,0.7)",
     )  # fmt: skip
     p.add_argument("--tolerance-mm", type=positive_float, default=2.0, help="NSD tolerance")
-    add_seed_arg(p, help="seed of the random clicks")
-    p.add_argument("--out", type=Path, required=True, help="results CSV")
+    add_seed_arg(p, help="seed of the random clicks (and of the bootstrap under --groups)")
+    p.add_argument(
+        "--out", type=Path, required=True,
+        help="results CSV; with --groups the markdown report (its JSON goes beside it)",
+    )  # fmt: skip
     add_device_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from medmoe.data import find_targets
-    from medmoe.errors import InputError
 
-    if args.protocol == "cvpr25":
-        given = [
-            o for o, v in (("--clicks", args.clicks), ("--click-method", args.click_method)) if v
-        ]
-        if given:
-            raise InputError(
-                f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to "
-                "--protocol cvpr25 (its 5 clicks are fixed)"
-            )
+    _check_combination(args)
     targets = find_targets(args.dataset, labels=args.labels)
+    if args.groups is not None:
+        return _run_groups(args, targets)
     predictor = load_predictor(args)
     if args.protocol == "cvpr25":
         return _run_cvpr25(args, predictor, targets)
@@ -83,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     rows = evaluate_targets(
         predictor,
         targets,
-        prompt=args.prompt,
+        prompt=args.prompt or "points",
         clicks=clicks,
         method=args.click_method or "random",
         seed=args.seed,
@@ -95,6 +121,67 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_combination(args: argparse.Namespace) -> None:
+    """Options that do not fit the chosen protocol, refused in one line."""
+    from medmoe.errors import InputError
+
+    def given(*names: str) -> list[str]:
+        return [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) is not None]
+
+    def refuse(options: list[str], where: str) -> None:
+        if options:
+            verb = "does" if len(options) == 1 else "do"
+            raise InputError(f"{' and '.join(options)} {verb} not apply to {where}")
+
+    if args.groups is not None:
+        if args.moe is None:
+            raise InputError("--groups needs --moe BUNDLE (the experts the groups name)")
+        if args.protocol != "clicks":
+            raise InputError("--groups runs its own protocol; leave out --protocol")
+        refuse(given("prompt", "click_method"), "--groups (it runs points and box)")
+        if args.clicks is not None and len(args.clicks) != 1:
+            raise InputError("with --groups, --clicks is one number: the clicks of a points run")
+        if args.out.suffix == ".json":
+            raise InputError("with --groups, --out names the markdown report (the JSON is beside)")
+        return
+    refuse(given("taus"), "an evaluation without --groups")
+    if args.protocol == "cvpr25":
+        refuse(given("clicks", "click_method"), "--protocol cvpr25 (its 5 clicks are fixed)")
+
+
+def _run_groups(args: argparse.Namespace, targets) -> int:
+    from medmoe.eval.moe_groups import DEFAULT_CLICKS as GROUP_CLICKS
+    from medmoe.eval.moe_groups import evaluate_groups, read_groups
+    from medmoe.eval.moe_report import render_markdown, results_json
+    from medmoe.eval.moe_tables import DEFAULT_TAUS
+    from medmoe.moe import load_moe_bundle
+    from medmoe.utils import atomic_write
+    from medmoe.utils.device import resolve_device
+
+    groups = read_groups(args.groups)
+    moe = load_moe_bundle(args.moe).to(resolve_device(args.device))
+    subject = args.dataset.resolve().name
+    rows, results, spec = evaluate_groups(
+        moe,
+        targets,
+        groups,
+        subject=subject,
+        taus=args.taus or DEFAULT_TAUS,
+        clicks=args.clicks[0] if args.clicks else GROUP_CLICKS,
+        seed=args.seed,
+        nsd_mm=args.tolerance_mm,
+    )
+    markdown = render_markdown(results, spec, title=f"{args.moe.resolve().name} on {subject}")
+    json_path = args.out.with_suffix(".json")
+    with atomic_write(args.out) as tmp:
+        tmp.write_text(markdown)
+    with atomic_write(json_path) as tmp:
+        tmp.write_text(results_json(results, spec, rows))
+    print(markdown)
+    print(f"wrote {args.out} and {json_path} ({len(rows)} rows)")
+    return 0
+
+
 def _run_cvpr25(args: argparse.Namespace, predictor, targets) -> int:
     from medmoe.eval.cvpr25 import (
         budget_lines,
@@ -103,7 +190,8 @@ def _run_cvpr25(args: argparse.Namespace, predictor, targets) -> int:
         summarize_cvpr25,
     )
 
-    rows = evaluate_cvpr25(predictor, targets, prompt=args.prompt, tolerance_mm=args.tolerance_mm)
+    prompt = args.prompt or "points"
+    rows = evaluate_cvpr25(predictor, targets, prompt=prompt, tolerance_mm=args.tolerance_mm)
     _write_csv(args.out, rows)
     print(format_cvpr25_table(summarize_cvpr25(rows)))
     print("\n".join(budget_lines(rows)))
