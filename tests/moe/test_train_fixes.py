@@ -46,10 +46,9 @@ def test_gate_loss_is_cross_entropy_on_the_logits(base):
         head.weight.zero_()
         head.bias.copy_(torch.tensor([0.0, 60.0]))
     step = GateStep(moe=moe, config=cfg)
-    step.wrapped = moe.gate
     ctx = StepContext(
         epoch=0, step=0, device=CPU, rng=np.random.default_rng(0),
-        dist=DistContext(rank=0, world_size=1, local_rank=0, device=CPU),
+        dist=DistContext(rank=0, world_size=1, local_rank=0, device=CPU), module=moe.gate,
     )  # fmt: skip
     emb = torch.zeros(1, base.config.prompt_dim, 8, 8, 8)
     decode = step.decoder_for(emb, {"task": 0}, ctx)

@@ -28,10 +28,10 @@ def base():
     return build_sam3d("tiny").eval()
 
 
-def _ctx(seed: int) -> StepContext:
+def _ctx(seed: int, module=None) -> StepContext:
     return StepContext(
         epoch=0, step=0, device=CPU, rng=np.random.default_rng(seed),
-        dist=DistContext(rank=0, world_size=1, local_rank=0, device=CPU),
+        dist=DistContext(rank=0, world_size=1, local_rank=0, device=CPU), module=module,
     )  # fmt: skip
 
 
@@ -73,8 +73,7 @@ def test_warmup_step_is_the_mean_of_per_crop_weighted_ce(base, box_prob):
     ]
     w = torch.tensor([0.5, 2.0])
     step = GateWarmupStep(moe=moe, box_prob=box_prob, weights=w)
-    step.wrapped = moe.gate
-    loss = step(items, _ctx(3))
+    loss = step(items, _ctx(3, moe.gate))
 
     rng, pe, expected = np.random.default_rng(3), base.prompt_encoder, []
     for item in items:

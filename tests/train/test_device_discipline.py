@@ -83,10 +83,9 @@ def test_gate_warmup_step_builds_its_batch_on_the_gates_device(base):
     gate = Gate(config=GateConfig(embed_dim=base.config.prompt_dim, num_experts=1)).to(META)
     moe = MoESam3D(base=base, experts={"e": base.mask_decoder}, gate=gate)
     step = GateWarmupStep(moe=moe, box_prob=0.5, weights=torch.tensor([0.75, 1.5]))
-    step.wrapped = gate
     ctx = StepContext(
         epoch=0, step=0, device=META, rng=np.random.default_rng(0),
-        dist=DistContext(rank=0, world_size=1, local_rank=0, device=META),
+        dist=DistContext(rank=0, world_size=1, local_rank=0, device=META), module=gate,
     )  # fmt: skip
     items = [
         {

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from medmoe.train.engine import LoopConfig, fit
+from medmoe.train.engine import LoopConfig, OptimizerSpec, RunOptions, Task, fit
 
 
 def _fit(model: nn.Module, run_dir, epochs: int, *, resume: bool, keep: int | None):
@@ -18,12 +18,12 @@ def _fit(model: nn.Module, run_dir, epochs: int, *, resume: bool, keep: int | No
         x, y = (t.to(ctx.device) for t in batch)
         return ((model(x) - y) ** 2).mean()
 
-    return fit(
-        model=model, param_groups=[{"params": list(model.parameters()), "lr": 1e-2}],
-        step=step, dataset=data, loop=LoopConfig(epochs=epochs, batch_size=4), run_dir=run_dir,
-        config={"what": "keep"}, device="cpu", resume=resume, progress=False,
-        keep_checkpoints=keep,
+    task = Task(
+        model=model, step=step, data=data, config={"what": "keep"},
+        optimizer=OptimizerSpec(param_groups=[{"params": list(model.parameters()), "lr": 1e-2}]),
     )  # fmt: skip
+    run = RunOptions(run_dir=run_dir, resume=resume, progress=False, keep_checkpoints=keep)
+    return fit(task, loop=LoopConfig(epochs=epochs, batch_size=4), run=run, device="cpu")
 
 
 def _names(run_dir) -> list[str]:

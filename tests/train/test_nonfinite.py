@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from medmoe.train.checkpoint import epoch_checkpoints
-from medmoe.train.engine import LoopConfig, fit
+from medmoe.train.engine import LoopConfig, OptimizerSpec, RunOptions, Task, fit
 from medmoe.train.guard import NonFiniteError
 
 
@@ -30,12 +30,13 @@ def _fit(model, data, run_dir, *, epochs: int, nonfinite: str = "stop", step=Non
         x, y = batch
         return ((model(x) - y) ** 2).mean()
 
-    return fit(
-        model=model, param_groups=[{"params": list(model.parameters()), "lr": 1e-2}],
-        step=step or mse, dataset=data, loop=LoopConfig(epochs=epochs, nonfinite=nonfinite),
-        run_dir=run_dir, config={"what": "guard"}, device="cpu", progress=False,
-        weight_decay=0.1,
+    task = Task(
+        model=model, step=step or mse, data=data, config={"what": "guard"},
+        optimizer=OptimizerSpec(param_groups=[{"params": list(model.parameters()), "lr": 1e-2}],
+                                weight_decay=0.1),
     )  # fmt: skip
+    loop = LoopConfig(epochs=epochs, nonfinite=nonfinite)
+    return fit(task, loop=loop, run=RunOptions(run_dir=run_dir, progress=False), device="cpu")
 
 
 def _model() -> nn.Linear:

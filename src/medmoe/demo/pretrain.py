@@ -14,7 +14,14 @@ import torch
 from medmoe.data.training import InMemoryCrops, Sample
 from medmoe.pretrain.step import PretrainStep
 from medmoe.sam3d import Sam3D, build_sam3d
-from medmoe.train.engine import LoopConfig, fit, identity_collate
+from medmoe.train.engine import (
+    LoopConfig,
+    OptimizerSpec,
+    RunOptions,
+    Task,
+    fit,
+    identity_collate,
+)
 
 
 def pretrain_general(
@@ -42,21 +49,23 @@ def pretrain_general(
         grad_clip=1.0,
         seed=seed,
     )
+    task = Task(
+        model=model,
+        step=PretrainStep(model=model, clicks=clicks, box_prob=box_prob),
+        data=data,
+        optimizer=OptimizerSpec(
+            param_groups=[{"params": list(model.parameters()), "lr": lr}], weight_decay=1e-4
+        ),
+        config={"lr": lr, "clicks": clicks, "box_prob": box_prob, "steps": steps},
+        sync="allreduce",
+        collate=identity_collate,
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        history = fit(
-            model=model,
-            param_groups=[{"params": list(model.parameters()), "lr": lr}],
-            step=PretrainStep(model=model, clicks=clicks, box_prob=box_prob),
-            dataset=data,
-            loop=loop,
+        run = RunOptions(
             run_dir=Path(run_dir) if run_dir is not None else Path(tmp),
-            config={"lr": lr, "clicks": clicks, "box_prob": box_prob, "steps": steps},
-            device=device,
-            sync="allreduce",
-            collate=identity_collate,
-            weight_decay=1e-4,
             resume=resume and run_dir is not None,
             desc="pretrain general (tiny)",
             keep_checkpoints=1,  # only a resume reads them
         )
+        history = fit(task, loop=loop, run=run, device=device)
     return model.eval(), [h["loss"] for h in history]

@@ -5,7 +5,7 @@ on each crop of a batch, plus the gate's cross-entropy on its logits for gate tr
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from medmoe.moe.interactive import dice_ce_loss, interactive_loss
 from medmoe.moe.model import MoESam3D
@@ -22,8 +22,6 @@ class ClickStep:
     ``decoder_for(embedding, item, ctx)`` returns the function the click loop calls:
     ``decode(points, labels, box, mask_input) -> logits`` or ``(logits, extra_loss)``.
     """
-
-    wrapped: nn.Module | None = None  # set by the engine (the module under DDP, if any)
 
     def __init__(self, *, base: Sam3D, clicks: int, box_prob: float) -> None:
         self.base = base
@@ -53,7 +51,7 @@ class ClickStep:
 
 
 class ExpertStep(ClickStep):
-    """Finetunes ``self.wrapped`` (a copy of the general mask decoder)."""
+    """Finetunes ``ctx.module`` (a copy of the general mask decoder)."""
 
     def decoder_for(self, emb, item, ctx):
         pe = self.base.prompt_encoder.get_dense_pe()
@@ -62,7 +60,7 @@ class ExpertStep(ClickStep):
             points = (pts, lab) if pts is not None else None
             return self.base.decode(
                 emb, points=points, boxes=box, mask_input=mask_input, image_pe=pe,
-                decoder=self.wrapped,
+                decoder=ctx.module,
             )[0]  # fmt: skip
 
         return decode
@@ -89,7 +87,7 @@ class GateStep(ClickStep):
         def decode(pts, lab, box, mask_input):
             out = self.moe.decode(
                 emb, points=(pts, lab) if pts is not None else None, boxes=box,
-                mask_input=mask_input, image_pe=pe, tau=self.tau, gate=self.wrapped,
+                mask_input=mask_input, image_pe=pe, tau=self.tau, gate=ctx.module,
             )  # fmt: skip
             ce = weighted_ce(out.gate_logits, target, self.weights)
             return out.low_res_logits, self.ce_weight * ce

@@ -16,7 +16,6 @@ import copy
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -33,7 +32,14 @@ from medmoe.moe.validate import one_click_dice, validate_moe
 from medmoe.moe.warmup import GateWarmupStep, class_weights
 from medmoe.sam3d import MaskDecoder3D, Sam3D
 from medmoe.train import distributed as dist_utils
-from medmoe.train.engine import LoopConfig, fit, identity_collate
+from medmoe.train.engine import (
+    LoopConfig,
+    OptimizerSpec,
+    RunOptions,
+    Task,
+    fit,
+    identity_collate,
+)
 
 
 def split(data: CropDataset, fraction: float, seed: int) -> tuple[CropDataset, CropDataset]:
@@ -62,42 +68,35 @@ def prepare_crops(samples, *, cache, device: torch.device | str = "auto") -> Cro
     return data
 
 
-class RunOptions(NamedTuple):
-    """Where and how one training run goes."""
+def _run(out_dir: Path, resume: bool, progress: bool, desc: str, keep: int | None) -> RunOptions:
+    return RunOptions(
+        run_dir=out_dir / "checkpoints", resume=resume, progress=progress, desc=desc,
+        keep_checkpoints=keep,
+    )  # fmt: skip
 
-    out_dir: Path  # checkpoints in out_dir/checkpoints
-    device: torch.device
-    resume: bool
-    progress: bool
-    desc: str  # the progress bar's label
-    keep_checkpoints: int | None = None  # the latest N epoch checkpoints stay; None: all
+
+def _loop(config, epochs: int) -> LoopConfig:
+    return LoopConfig(epochs=epochs, batch_size=config.batch_size, seed=config.seed)
 
 
 def fit_clicks(
-    *, model, param_groups, step: ClickStep, data, config, run: RunOptions, called=None
+    *, model, param_groups, step: ClickStep, data, config, run: RunOptions, device, called=None
 ) -> list[dict]:
     """The engine with what expert and gate training share: batches kept as lists of crops,
     gradients all-reduced once per step (the click loop runs a module several times before
-    one backward), checkpoints under ``run.out_dir/checkpoints`` holding ``config``. ``called``:
-    the module the step calls (``step.wrapped``), when it is not the whole ``model``."""
-    return fit(
+    one backward), checkpoints holding ``config``. ``called``: the module the step calls
+    (``ctx.module``), when it is not the whole ``model``."""
+    task = Task(
         model=model,
-        param_groups=param_groups,
         step=step,
-        ddp_module=called,
-        dataset=data,
-        loop=LoopConfig(epochs=config.epochs, batch_size=config.batch_size, seed=config.seed),
-        run_dir=run.out_dir / "checkpoints",
+        data=data,
+        optimizer=OptimizerSpec(param_groups=param_groups, weight_decay=config.weight_decay),
         config=asdict(config),
-        device=run.device,
+        called=called,
         sync="allreduce",
         collate=identity_collate,
-        weight_decay=config.weight_decay,
-        resume=run.resume,
-        progress=run.progress,
-        desc=run.desc,
-        keep_checkpoints=run.keep_checkpoints,
     )
+    return fit(task, loop=_loop(config, config.epochs), run=run, device=device)
 
 
 def _frozen(base: Sam3D, device: torch.device) -> Sam3D:
@@ -133,7 +132,8 @@ def train_expert(
         step=ExpertStep(base=base, clicks=config.clicks, box_prob=config.box_prob),
         data=train,
         config=config,
-        run=RunOptions(out_dir, ctx.device, resume, progress, f"expert {name}", keep_checkpoints),
+        run=_run(out_dir, resume, progress, f"expert {name}", keep_checkpoints),
+        device=ctx.device,
     )
     if ctx.is_main:
         val_dice = None
@@ -181,27 +181,21 @@ def _moe_param_groups(moe: MoESam3D, config: MoETrainConfig) -> list[dict]:
     return groups
 
 
-def _warm_up_gate(moe: MoESam3D, train: CropDataset, config, weights, run: RunOptions) -> None:
+def _warm_up_gate(
+    moe: MoESam3D, train: CropDataset, config, weights, run: RunOptions, device
+) -> None:
     """``config.warmup_epochs`` of the gate's cross-entropy alone (:mod:`medmoe.moe.warmup`),
     on the shared engine: one gate call per step, so plain DDP under torchrun."""
-    fit(
+    params = [{"params": list(moe.gate.parameters()), "lr": config.lr_gate}]
+    task = Task(
         model=moe.gate,
-        param_groups=[{"params": list(moe.gate.parameters()), "lr": config.lr_gate}],
         step=GateWarmupStep(moe=moe, box_prob=config.box_prob, weights=weights),
-        dataset=train,
-        loop=LoopConfig(
-            epochs=config.warmup_epochs, batch_size=config.batch_size, seed=config.seed
-        ),
-        run_dir=run.out_dir / "checkpoints",
+        data=train,
+        optimizer=OptimizerSpec(param_groups=params, weight_decay=config.weight_decay),
         config=asdict(config),
-        device=run.device,
         collate=identity_collate,
-        weight_decay=config.weight_decay,
-        resume=run.resume,
-        progress=run.progress,
-        desc=run.desc,
-        keep_checkpoints=1,  # only resume reads them
     )
+    fit(task, loop=_loop(config, config.warmup_epochs), run=run, device=device)
 
 
 def train_moe(
@@ -234,9 +228,10 @@ def train_moe(
         weights = class_weights([r.task for r in train.records], len(experts) + 1)
     moe.train()
     if config.warmup_epochs:
-        _warm_up_gate(moe, train, config, weights, RunOptions(
-            out_dir / "warmup", ctx.device, resume, progress, "gate warm-up"
-        ))  # fmt: skip
+        warm = _run(
+            out_dir / "warmup", resume, progress, "gate warm-up", 1
+        )  # only resume reads them
+        _warm_up_gate(moe, train, config, weights, warm, ctx.device)
     fit_clicks(
         model=trainable,
         param_groups=_moe_param_groups(moe, config),
@@ -244,7 +239,8 @@ def train_moe(
         called=moe.gate,
         data=train,
         config=config,
-        run=RunOptions(out_dir, ctx.device, resume, progress, "gate", keep_checkpoints),
+        run=_run(out_dir, resume, progress, "gate", keep_checkpoints),
+        device=ctx.device,
     )
     dist_utils.dump_rank_weights(trainable, out_dir, "gate", ctx)
     report = validate_moe(moe, val, tau=config.tau, grid=config.tau_grid, device=ctx.device)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from medmoe.moe.interactive import first_prompt, point_prompt
 from medmoe.moe.model import MoESam3D
@@ -49,8 +49,6 @@ class GateWarmupStep:
     random click inside the label, or its box, as the click loop's first iteration draws it),
     all crops of the batch in one gate call."""
 
-    wrapped: nn.Module | None = None  # set by the engine (the gate, under DDP if any)
-
     def __init__(self, *, moe: MoESam3D, box_prob: float, weights: Tensor | None) -> None:
         self.moe = moe
         pe = moe.base.prompt_encoder
@@ -69,5 +67,5 @@ class GateWarmupStep:
                 tokens.append(pe(point_prompt(points, labels, ctx.device), box, None)[0])
         emb = torch.stack([item["embedding"] for item in batch]).to(ctx.device)
         target = torch.as_tensor([item["task"] for item in batch], device=ctx.device)
-        logits = self.wrapped(emb, pe.get_dense_pe(), torch.cat(tokens), return_logits=True)
+        logits = ctx.module(emb, pe.get_dense_pe(), torch.cat(tokens), return_logits=True)
         return weighted_ce(logits, target, self.weights)

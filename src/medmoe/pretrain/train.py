@@ -27,7 +27,14 @@ from medmoe.pretrain.data import BrainCrops, validation_crops
 from medmoe.pretrain.step import PretrainStep
 from medmoe.pretrain.structures import Structure, load_structures, template_path
 from medmoe.sam3d import Sam3D, Sam3DPredictor, build_sam3d
-from medmoe.train.engine import LoopConfig, fit, identity_collate
+from medmoe.train.engine import (
+    LoopConfig,
+    OptimizerSpec,
+    RunOptions,
+    Task,
+    fit,
+    identity_collate,
+)
 
 # validation targets: the demo's "other" structures (Neuromorphometrics), as in the MoE experiment
 VAL_VALUES = (35, 59, 60, 36, 37, 57, 58, 51, 52, 47, 48)
@@ -118,23 +125,23 @@ def pretrain(
         epochs=cfg.epochs, schedule="cosine", warmup_steps=cfg.warmup_steps,
         grad_clip=cfg.grad_clip, seed=cfg.seed, workers=workers, nonfinite=nonfinite,
     )  # fmt: skip
-    return fit(
+    task = Task(
         model=model,
-        param_groups=[{"params": list(model.parameters()), "lr": cfg.lr}],
         step=PretrainStep(model=model, clicks=cfg.clicks, box_prob=cfg.box_prob),
-        dataset=BrainCrops(
+        data=BrainCrops(
             t1=t1, structures=structures, crops_per_structure=cfg.crops_per_structure, seed=cfg.seed
         ),  # fmt: skip
-        loop=loop,
-        run_dir=out / "checkpoints",
+        optimizer=OptimizerSpec(
+            param_groups=[{"params": list(model.parameters()), "lr": cfg.lr}],
+            weight_decay=cfg.weight_decay,
+        ),
         config={"pretrain": cfg.to_dict()},
-        device=device,
         sync="allreduce",
         collate=identity_collate,
-        weight_decay=cfg.weight_decay,
-        resume=resume,
-        progress=progress,
-        desc=f"pretrain {cfg.arch}",
-        keep_checkpoints=1,
         validate=on_epoch,
     )
+    run = RunOptions(
+        run_dir=out / "checkpoints", resume=resume, progress=progress,
+        desc=f"pretrain {cfg.arch}", keep_checkpoints=1,
+    )  # fmt: skip
+    return fit(task, loop=loop, run=run, device=device)

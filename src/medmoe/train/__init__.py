@@ -15,11 +15,22 @@ from medmoe.train.distributed import (
     init_distributed,
     wrap_model,
 )
-from medmoe.train.engine import LoopConfig, StepContext, fit, identity_collate
+from medmoe.train.engine import (
+    LoopConfig,
+    OptimizerSpec,
+    RunOptions,
+    StepContext,
+    Task,
+    fit,
+    identity_collate,
+)
 
 __all__ = [
     "LoopConfig",
+    "OptimizerSpec",
+    "RunOptions",
     "StepContext",
+    "Task",
     "fit",
     "identity_collate",
     "DistContext",

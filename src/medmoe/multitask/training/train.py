@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler
 
 from medmoe.errors import InputError
@@ -38,7 +38,7 @@ from medmoe.multitask.training.losses import (
 )
 from medmoe.multitask.training.usage import UsageMeter
 from medmoe.train import distributed as dist_utils
-from medmoe.train.engine import LoopConfig, StepContext, fit
+from medmoe.train.engine import LoopConfig, OptimizerSpec, RunOptions, StepContext, Task, fit
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,7 +154,6 @@ class FundusStep:
         self, *, model: MultiTaskMoE, config: FundusTrainConfig, usage: UsageMeter | None = None
     ) -> None:
         self.model, self.config, self.usage = model, config, usage
-        self.wrapped: nn.Module = model  # the engine replaces it with the DDP wrapper
         self.cls_loss, self.seg_loss = ClassificationLoss(), SegmentationLoss()
         self.aux = AuxWeights(**config.aux)
 
@@ -167,12 +166,12 @@ class FundusStep:
         w = self.config.expert_loss
         if batch_kind(batch) == "seg":
             tasks: tuple[str, ...] = ("seg",)
-            out = self.wrapped(images, dense=dense, tasks=tasks)
+            out = (ctx.module or self.model)(images, dense=dense, tasks=tasks)  # DDP's, in fit
             target = batch["masks"].to(ctx.device, dtype=torch.float32)
             loss = supervised_loss(self.seg_loss, out["seg"], target, expert_weight=w)
         else:
             tasks = tuple(t for t in GRADE_TASKS if t in self.model.heads)
-            out = self.wrapped(images, dense=dense, tasks=tasks)
+            out = (ctx.module or self.model)(images, dense=dense, tasks=tasks)  # DDP's, in fit
             loss = sum(
                 supervised_loss(self.cls_loss, out[t], batch[t].to(ctx.device), expert_weight=w)
                 for t in tasks
@@ -227,34 +226,35 @@ def train_fundus(
         n_cls=dataset.n_cls, n_seg=dataset.n_seg, batch_size=config.batch_size, seed=config.seed
     )
     usage = UsageMeter()  # per task and epoch, into the history and metrics.jsonl
-    history = fit(
+    task = Task(
         model=model,
-        param_groups=[
-            {"params": backbone, "lr": config.lr_backbone},
-            {"params": rest, "lr": config.lr_heads},
-        ],
         step=FundusStep(model=model, config=config, usage=usage),
-        dataset=dataset,
-        loop=LoopConfig(
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            schedule=config.lr_schedule,
-            seed=config.seed,
+        data=dataset,
+        optimizer=OptimizerSpec(
+            param_groups=[
+                {"params": backbone, "lr": config.lr_backbone},
+                {"params": rest, "lr": config.lr_heads},
+            ],
+            weight_decay=config.weight_decay,
         ),
-        run_dir=Path(out_dir) / "checkpoints",
         # flat: the engine lets a resumed run change only ``epochs`` (extending a finished run)
         config={"model": model_config.to_dict(), **asdict(config)},
-        device=device,
         find_unused_parameters=True,
         before_optimizer_step=lambda batch: balancer(batch_kind(batch)),
         batches=batches,
         extra_state={"balancer": balancer},
-        weight_decay=config.weight_decay,
-        resume=resume,
-        progress=progress,
-        desc="fundus",
         validate=lambda _model: usage.pop(),
     )
+    loop = LoopConfig(
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        schedule=config.lr_schedule,
+        seed=config.seed,
+    )
+    run = RunOptions(
+        run_dir=Path(out_dir) / "checkpoints", resume=resume, progress=progress, desc="fundus"
+    )
+    history = fit(task, loop=loop, run=run, device=device)
     for h in history:
         h["dense"] = use_dense(h["epoch"], config.epochs, model_config.warmup_fraction)
     ctx = dist_utils.init_distributed(device=device)
