@@ -14,14 +14,8 @@ import torch
 from medmoe.data.training import InMemoryCrops, Sample
 from medmoe.pretrain.step import PretrainStep
 from medmoe.sam3d import Sam3D, build_sam3d
-from medmoe.train.engine import (
-    LoopConfig,
-    OptimizerSpec,
-    RunOptions,
-    Task,
-    fit,
-    identity_collate,
-)
+from medmoe.train.engine import LoopConfig, RunOptions, fit
+from medmoe.train.task import click_task
 
 
 def pretrain_general(
@@ -49,16 +43,13 @@ def pretrain_general(
         grad_clip=1.0,
         seed=seed,
     )
-    task = Task(
+    task = click_task(
         model=model,
         step=PretrainStep(model=model, clicks=clicks, box_prob=box_prob),
         data=data,
-        optimizer=OptimizerSpec(
-            param_groups=[{"params": list(model.parameters()), "lr": lr}], weight_decay=1e-4
-        ),
         config={"lr": lr, "clicks": clicks, "box_prob": box_prob, "steps": steps},
-        sync="allreduce",
-        collate=identity_collate,
+        param_groups=[{"params": list(model.parameters()), "lr": lr}],
+        weight_decay=1e-4,
     )
     with tempfile.TemporaryDirectory() as tmp:
         run = RunOptions(

@@ -32,14 +32,8 @@ from medmoe.moe.validate import one_click_dice, validate_moe
 from medmoe.moe.warmup import GateWarmupStep, class_weights
 from medmoe.sam3d import MaskDecoder3D, Sam3D
 from medmoe.train import distributed as dist_utils
-from medmoe.train.engine import (
-    LoopConfig,
-    OptimizerSpec,
-    RunOptions,
-    Task,
-    fit,
-    identity_collate,
-)
+from medmoe.train.engine import LoopConfig, OptimizerSpec, RunOptions, Task, fit
+from medmoe.train.task import click_task, identity_collate
 
 
 def split(data: CropDataset, fraction: float, seed: int) -> tuple[CropDataset, CropDataset]:
@@ -86,15 +80,14 @@ def fit_clicks(
     gradients all-reduced once per step (the click loop runs a module several times before
     one backward), checkpoints holding ``config``. ``called``: the module the step calls
     (``ctx.module``), when it is not the whole ``model``."""
-    task = Task(
+    task = click_task(
         model=model,
         step=step,
         data=data,
-        optimizer=OptimizerSpec(param_groups=param_groups, weight_decay=config.weight_decay),
         config=asdict(config),
+        param_groups=param_groups,
+        weight_decay=config.weight_decay,
         called=called,
-        sync="allreduce",
-        collate=identity_collate,
     )
     return fit(task, loop=_loop(config, config.epochs), run=run, device=device)
 

@@ -27,14 +27,8 @@ from medmoe.pretrain.data import BrainCrops, validation_crops
 from medmoe.pretrain.step import PretrainStep
 from medmoe.pretrain.structures import Structure, load_structures, template_path
 from medmoe.sam3d import Sam3D, Sam3DPredictor, build_sam3d
-from medmoe.train.engine import (
-    LoopConfig,
-    OptimizerSpec,
-    RunOptions,
-    Task,
-    fit,
-    identity_collate,
-)
+from medmoe.train.engine import LoopConfig, RunOptions, fit
+from medmoe.train.task import click_task
 
 # validation targets: the demo's "other" structures (Neuromorphometrics), as in the MoE experiment
 VAL_VALUES = (35, 59, 60, 36, 37, 57, 58, 51, 52, 47, 48)
@@ -125,19 +119,15 @@ def pretrain(
         epochs=cfg.epochs, schedule="cosine", warmup_steps=cfg.warmup_steps,
         grad_clip=cfg.grad_clip, seed=cfg.seed, workers=workers, nonfinite=nonfinite,
     )  # fmt: skip
-    task = Task(
+    task = click_task(
         model=model,
         step=PretrainStep(model=model, clicks=cfg.clicks, box_prob=cfg.box_prob),
         data=BrainCrops(
             t1=t1, structures=structures, crops_per_structure=cfg.crops_per_structure, seed=cfg.seed
         ),  # fmt: skip
-        optimizer=OptimizerSpec(
-            param_groups=[{"params": list(model.parameters()), "lr": cfg.lr}],
-            weight_decay=cfg.weight_decay,
-        ),
         config={"pretrain": cfg.to_dict()},
-        sync="allreduce",
-        collate=identity_collate,
+        param_groups=[{"params": list(model.parameters()), "lr": cfg.lr}],
+        weight_decay=cfg.weight_decay,
         validate=on_epoch,
     )
     run = RunOptions(

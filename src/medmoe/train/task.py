@@ -3,6 +3,8 @@
 A :class:`Task` holds the pieces of one training problem (the model, its :class:`Step`, its
 data, its optimizer, its config, optional validation); a :class:`LoopConfig` says how the loop
 runs and is saved with every checkpoint; :class:`RunOptions` says where the run writes.
+:func:`click_task` is the task of a step that runs a click loop, which pretraining, expert and
+gate training share.
 """
 
 from __future__ import annotations
@@ -149,3 +151,30 @@ class RunOptions:
 def identity_collate(items: list) -> list:
     """Keep a batch as the list of its samples (steps that loop over crops of varying prompts)."""
     return items
+
+
+def click_task(
+    *,
+    model: nn.Module,
+    step: Step,
+    data: Dataset,
+    config: Mapping[str, Any],
+    param_groups: list[dict],
+    weight_decay: float,
+    called: nn.Module | None = None,
+    validate: Callable[[nn.Module], Mapping[str, float]] | None = None,
+) -> Task:
+    """The task of a step that runs a click loop over each crop of a batch (pretraining, expert
+    and gate training): batches stay lists of crops, and gradients are all-reduced once per
+    optimizer step, since the loop runs a module several times before one backward."""
+    return Task(
+        model=model,
+        step=step,
+        data=data,
+        optimizer=OptimizerSpec(param_groups=param_groups, weight_decay=weight_decay),
+        config=config,
+        called=called,
+        sync="allreduce",
+        collate=identity_collate,
+        validate=validate,
+    )
