@@ -3,9 +3,12 @@
 A session segments one object at a time inside one 128^3 crop, placed around its first prompt
 (the centre of a box, or the first click), as ``medmoe segment`` does. The crop's embedding is
 computed once and kept, so every later click costs only the prompt encoder and the decoders.
-Each step keeps its mask in crop space (bit-packed) and its low-resolution logits, which are
-fed back as the next click's mask prompt, as in SAM-Med3D's interactive protocol; undo restores
-them exactly. Masks go back to the scan's grid only over the crop's footprint.
+A click outside the crop re-places it around all of the object's points
+(:mod:`medmoe.serve.placement`); that click is decoded with all the points and no mask prompt
+(the previous logits lie in the old crop's frame), and the clicks after it feed back as before.
+Each step keeps its crop, its mask in crop space (bit-packed) and its low-resolution logits,
+which are fed back as the next click's mask prompt, as in SAM-Med3D's interactive protocol;
+undo restores them exactly. Masks go back to the scan's grid only over the crop's footprint.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from medmoe.data import Sam3DCrop, Volume
 from medmoe.data.prompts import check_box, check_points
 from medmoe.errors import InputError
 from medmoe.serve.engine import Decoded, EmbeddingLRU, Engine
+from medmoe.serve.placement import crop_geometry, crop_image, place
 from medmoe.serve.views import ViewGeometry, default_window, pack_mask, view_geometry
 
 MAX_CACHED_EMBEDDINGS = 2  # per session: the current crop and the one before a reset
@@ -60,6 +64,8 @@ class Step:
     points: np.ndarray  # (N, 3) every click so far, scan voxel indices
     labels: np.ndarray  # (N,) 1 positive, 0 negative
     box: np.ndarray | None  # (6,) scan voxel box, or None
+    centre: np.ndarray  # (3,) the scan voxel the step's crop is centred on
+    crop: Sam3DCrop  # that crop's geometry (no image)
     mask_bits: np.ndarray  # np.packbits of the (S, S, S) crop-space mask
     decoded: Decoded
 
@@ -92,8 +98,6 @@ class Session:
     engine: Engine
     views: dict[str, ViewGeometry] = field(init=False)
     window: tuple[float, float] = field(init=False)
-    crop: Sam3DCrop | None = None
-    crop_size: int = 0
     dicom_headers: list | None = None  # the source series' slices (no pixels) for a DICOM SEG
     steps: list[Step] = field(default_factory=list)
     last_used: float = field(default_factory=time.monotonic)
@@ -123,38 +127,43 @@ class Session:
         }
 
     def _embedding(self, crop: Sam3DCrop) -> tuple[Tensor, bool]:
-        return self._embeddings.get(crop_key(crop), lambda: self.engine.encode(crop.image))
+        return self._embeddings.get(
+            crop_key(crop), lambda: self.engine.encode(crop_image(self.volume, crop))
+        )
 
-    def _crop_mask(self, step: Step) -> np.ndarray:
-        n = self.crop_size
+    @staticmethod
+    def _crop_mask(step: Step) -> np.ndarray:
+        n = step.crop.size
         return np.unpackbits(step.mask_bits, count=n**3).reshape((n,) * 3).astype(bool)
 
-    def _scan_region(self, crop: Sam3DCrop, changed: list[Step]) -> tuple[np.ndarray, ...]:
-        """``lo, hi`` on the scan covering every mask voxel of the ``changed`` steps, and the
-        current mask over it. Only that region is resampled, so a click costs the decoders and
-        the object's size, not the crop's whole footprint."""
-        boxes = [b for b in (mask_bbox(self._crop_mask(st)) for st in changed) if b is not None]
+    def _scan_region(self, changed: list[Step]) -> tuple[np.ndarray, ...]:
+        """``lo, hi`` on the scan covering every mask voxel of the ``changed`` steps (each in
+        its own crop), and the current mask over it. Only that region is resampled, so a click
+        costs the decoders and the object's size, not the crop's whole footprint."""
+        boxes = []
+        for st in changed:
+            box = mask_bbox(self._crop_mask(st))
+            if box is not None:
+                boxes.append(st.crop.footprint(box))
         if not boxes:
             lo = hi = np.zeros(3, dtype=int)
             return lo, hi, np.zeros((0, 0, 0), dtype=bool)
-        lo, hi = crop.footprint(
-            (np.min([b[0] for b in boxes], 0), np.max([b[1] for b in boxes], 0))
-        )
+        lo = np.min([b[0] for b in boxes], 0)
+        hi = np.max([b[1] for b in boxes], 0)
         if not self.steps:
             return lo, hi, np.zeros(tuple(hi - lo), dtype=bool)
-        return lo, hi, crop.invert(self._crop_mask(self.steps[-1]), region=(lo, hi))
+        current = self.steps[-1]
+        return lo, hi, current.crop.invert(self._crop_mask(current), region=(lo, hi))
 
-    def _update(self, crop: Sam3DCrop | None, before: Step | None, encoded: bool) -> MaskUpdate:
+    def _update(self, before: Step | None, encoded: bool) -> MaskUpdate:
         """The current mask over the region where it can differ from ``before``'s."""
         step = self.steps[-1] if self.steps else None
         changed = [s for s in (before, step) if s is not None]
-        if crop is None or not changed:
+        if not changed:
             lo = hi = np.zeros(3, dtype=int)
             region = np.zeros((0, 0, 0), dtype=bool)
         else:
-            lo, hi, region = self._scan_region(crop, changed)
-        if step is None:
-            self.crop = None
+            lo, hi, region = self._scan_region(changed)
         d = step.decoded if step else None
         return MaskUpdate(
             step=len(self.steps),
@@ -191,46 +200,42 @@ class Session:
         pts = np.concatenate([prev.points, new_pts]) if prev else new_pts
         lab = np.concatenate([prev.labels, new_lab]).astype(np.int64) if prev else new_lab
         box = box if box is not None else (prev.box if prev else None)
-        crop = self.crop
-        if crop is None:
-            crop = (
-                Sam3DCrop.around_box(self.volume, box)
-                if box is not None
-                else Sam3DCrop.around_point(self.volume, pts[0])
-            )
+        size = self.engine.size
+        centre = place(self.volume, pts, box, size=size, current=prev.centre if prev else None)
+        replaced = prev is not None and not np.array_equal(centre, prev.centre)
+        crop = (
+            prev.crop
+            if prev is not None and not replaced
+            else crop_geometry(self.volume, centre, size=size)
+        )
         crop_pts = crop.to_crop_coords(pts) if len(pts) else None
-        if crop_pts is not None and not crop.contains(crop_pts).all():
-            raise InputError(
-                f"the click lies outside this object's {crop.size}^3 crop; reset to start another"
-            )
         features, encoded = self._embedding(crop)
         decoded = self.engine.decode(
             features,
             points=crop_pts,
             labels=lab if crop_pts is not None else None,
             box=crop.box_to_crop(box) if box is not None else None,
-            mask_input=prev.decoded.low_res_logits if prev else None,
+            mask_input=prev.decoded.low_res_logits if prev and not replaced else None,
         )
-        self.crop, self.crop_size = crop, crop.size
         bits = np.packbits(decoded.mask.ravel())
         kept = dataclasses.replace(decoded, mask=np.zeros(0, dtype=bool))  # the bits hold it
-        self.steps.append(Step(pts, lab, box, bits, kept))
-        return self._update(crop, prev, encoded)
+        self.steps.append(Step(pts, lab, box, centre, crop, bits, kept))
+        return self._update(prev, encoded)
 
     def undo(self) -> MaskUpdate:
         if not self.steps:
             raise InputError("nothing to undo")
-        return self._update(self.crop, self.steps.pop(), False)
+        return self._update(self.steps.pop(), False)
 
     def reset(self) -> MaskUpdate:
         before = self.steps[-1] if self.steps else None
         self.steps.clear()
-        return self._update(self.crop, before, False)
+        return self._update(before, False)
 
     def mask(self) -> np.ndarray:
         """The current mask on the scan's grid, uint8."""
         out = np.zeros(self.volume.array.shape, dtype=np.uint8)
         if self.steps:
-            lo, hi, region = self._scan_region(self.crop, self.steps[-1:])
+            lo, hi, region = self._scan_region(self.steps[-1:])
             out[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = region
         return out

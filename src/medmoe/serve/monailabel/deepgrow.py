@@ -9,14 +9,14 @@ NIfTI (``.nii.gz``, default, or ``.nii``) or NRRD (``.nrrd``) as ``result_extens
 
 Each call is a pure function of its points, as ``medmoe segment`` with the same points: one
 128^3 crop around the first point (or around Slicer's ``roi``, a box prompt), all points at
-once. The crop's embedding is cached per image
-version and crop position (:class:`EmbeddingLRU`), so the clicks that follow the first on the
-same object run only the prompt encoder, the gate and the decoders.
+once; when a point lies outside that crop, the crop around all of them
+(:mod:`medmoe.serve.placement`). The crop's embedding is cached per image version and crop
+position (:class:`EmbeddingLRU`), so the clicks that follow the first on the same object run
+only the prompt encoder, the gate and the decoders.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import uuid
@@ -25,9 +25,8 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
-from torch import Tensor
 
-from medmoe.data import Sam3DCrop, Volume
+from medmoe.data import Volume
 from medmoe.data.prompts import check_box, check_points
 from medmoe.errors import InputError
 from medmoe.serve.engine import Decoded, EmbeddingLRU, Engine
@@ -37,6 +36,7 @@ from medmoe.serve.monailabel.labelfile import RESULT_EXTS, label_bytes, result_f
 from medmoe.serve.monailabel.multipart import encode_form, form_params
 from medmoe.serve.monailabel.temp_images import TempImages
 from medmoe.serve.monailabel.uploads import Uploads
+from medmoe.serve.placement import crop_geometry, crop_image, place
 from medmoe.serve.session import check_point_count, mask_bbox
 
 OBJECT_LABEL = "object"  # the segment Slicer creates for the user to click into
@@ -95,22 +95,13 @@ class Deepgrow:
             check_points(pts, volume.array.shape)
         labels = np.array([1] * len(foreground) + [0] * len(background), dtype=np.int64)
 
-        def encode() -> tuple[Sam3DCrop, Tensor]:
-            if box is not None:
-                crop = Sam3DCrop.around_box(volume, box)
-            else:
-                crop = Sam3DCrop.around_point(volume, pts[0])
-            features = self.engine.encode(crop.image)
-            # only the crop's geometry is needed from now on: keep no copy of its 128^3 image
-            hollow = np.broadcast_to(np.float32(0), crop.image.shape)
-            return dataclasses.replace(crop, image=hollow), features
-
-        # the crop is a function of the scan and the box or first point: cached with them
-        anchor = ("box", *box.tolist()) if box is not None else ("point", *pts[0].tolist())
-        (crop, features), encoded = self.embeddings.get((key, anchor), encode)
+        # the crop is a function of the scan and the points (placement.place): cached with them
+        centre = place(volume, pts, box, size=self.engine.size)
+        crop = crop_geometry(volume, centre, size=self.engine.size)
+        features, encoded = self.embeddings.get(
+            (key, *centre.tolist()), lambda: self.engine.encode(crop_image(volume, crop))
+        )
         crop_pts = crop.to_crop_coords(pts) if len(pts) else None
-        if crop_pts is not None and not crop.contains(crop_pts).all():
-            raise InputError(f"all points must lie within one {crop.size}^3 crop")
         decoded = self.engine.decode(
             features,
             points=crop_pts,
