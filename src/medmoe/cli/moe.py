@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from medmoe.cli import add_task
 from medmoe.cli.common import (
     add_checkpoint_arg,
     add_moe_arg,
@@ -70,6 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = actions.add_parser("list", help="list a bundle's experts, tau and base")
     add_moe_arg(ls)
     ls.set_defaults(func=run_list)
+    add_task.register(actions)
 
 
 def _load_experts(paths, *, sha: str, base) -> tuple[dict, dict, dict]:
