@@ -13,6 +13,7 @@ from medmoe.demo.config import GROUPS
 from medmoe.pretrain.data import BrainCrops
 from medmoe.pretrain.structures import DEMO_GROUP_VALUES, load_structures
 from medmoe.pretrain.train import PretrainConfig, pretrain
+from medmoe.train.task import Runtime
 
 
 def test_the_overlap_rule_uses_the_demo_groups_values():
@@ -47,7 +48,7 @@ def test_training_crops_hold_their_structure_and_repeat_per_epoch():
 def _run(out):
     cfg = PretrainConfig(epochs=1, atlases=("neuromorphometrics",), max_structures=2,
                          val_per_structure=1, warmup_steps=1)  # fmt: skip
-    history = pretrain(cfg, out=out, device="cpu", progress=False, workers=0)
+    history = pretrain(cfg, out=out, device="cpu", progress=False, runtime=Runtime(workers=0))
     digest = hashlib.sha256((out / "last.safetensors").read_bytes()).hexdigest()
     return [h["loss"] for h in history], digest
 

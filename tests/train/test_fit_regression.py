@@ -117,10 +117,13 @@ def test_expert_warmup_and_gate_training(tmp_path):
 def test_pretrain_and_the_demos_general_pretraining(tmp_path):
     from medmoe.demo.pretrain import pretrain_general
     from medmoe.pretrain.train import PretrainConfig, pretrain
+    from medmoe.train.task import Runtime
 
     cfg = PretrainConfig(epochs=1, atlases=("neuromorphometrics",), max_structures=2,
                          val_per_structure=1, warmup_steps=1)  # fmt: skip
-    history = pretrain(cfg, out=tmp_path / "pre", device="cpu", progress=False, workers=0)
+    history = pretrain(
+        cfg, out=tmp_path / "pre", device="cpu", progress=False, runtime=Runtime(workers=0)
+    )
     assert [h["loss"] for h in history] == pytest.approx([1.686098575592041], rel=REL)
     assert history[0]["val_dice_6"] == pytest.approx(0.0002123067097272724, rel=1e-4)
     model, losses = pretrain_general(_cubes(2), steps=3, lr=1e-3, clicks=2, box_prob=0.5, seed=0)

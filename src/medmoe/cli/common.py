@@ -13,6 +13,8 @@ The names (checked over the whole argparse tree by ``tests/cli/test_cli_names.py
 from __future__ import annotations
 
 import argparse
+import json
+import os
 from pathlib import Path
 
 CHECKPOINT_HELP = (
@@ -86,6 +88,8 @@ def add_trainer_args(
     )
     add_seed_arg(p, help="seed of the crops, clicks and initialisation")
     add_resume_args(p)
+    add_runtime_args(p)
+    add_config_arg(p)
 
 
 def add_click_iterations_arg(p: argparse.ArgumentParser, *, default: int) -> None:
@@ -97,7 +101,8 @@ def add_click_iterations_arg(p: argparse.ArgumentParser, *, default: int) -> Non
     )
 
 
-def add_resume_args(p: argparse.ArgumentParser) -> None:
+def add_resume_args(p: argparse.ArgumentParser, *, keep: int | None = None) -> None:
+    """``--resume`` and ``--keep-checkpoints`` (default ``keep``; None: every checkpoint)."""
     p.add_argument(
         "--resume", action="store_true", help="continue from the run folder's last checkpoint"
     )
@@ -105,8 +110,137 @@ def add_resume_args(p: argparse.ArgumentParser) -> None:
         "--keep-checkpoints",
         type=positive_int,
         metavar="N",
-        help="keep only the latest N epoch checkpoints (default: all; --resume needs one)",
+        default=keep,
+        help=f"keep only the latest N epoch checkpoints (default: {keep or 'all'}; "
+        "--resume needs one)",
     )
+
+
+def add_runtime_args(p: argparse.ArgumentParser) -> None:
+    """How a trainer uses its machine: DataLoader workers, autocast precision, deterministic
+    kernels (:class:`medmoe.train.task.Runtime`)."""
+    p.add_argument(
+        "--workers",
+        type=nonneg_int,
+        metavar="N",
+        help="DataLoader worker processes (default: 4 on CUDA, 0 on the CPU)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("bf16", "fp32"),
+        default="bf16",
+        help="autocast precision on CUDA (bf16); a CPU run computes in float32 either way",
+    )
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="PyTorch's deterministic kernels where it has them, no cuDNN autotuning "
+        "(slower on CUDA; a warning names the ops without one)",
+    )
+
+
+def runtime_of(args: argparse.Namespace):
+    """The :class:`medmoe.train.task.Runtime` of :func:`add_runtime_args`' options."""
+    from medmoe.train.task import Runtime
+
+    return Runtime(workers=args.workers, precision=args.precision, deterministic=args.deterministic)
+
+
+# namespace entries that are not a trainer's options: the subcommand, its action, its function
+_NOT_OPTIONS = ("command", "action", "func", "config")
+OPTIONS_FILE = "options.json"  # the resolved options, written into a trainer's --out folder
+
+
+def add_config_arg(p: argparse.ArgumentParser) -> None:
+    """``--config FILE``: a trainer's options from a JSON object (a recipe in one file)."""
+    p.add_argument(
+        "--config",
+        action=_ConfigFile,
+        metavar="FILE",
+        help='options from a JSON object of option names and values ({"epochs": 5, '
+        '"lr-gate": 1e-5}); it counts where it stands, so options after it override it; the '
+        f"resolved options are written to OUT/{OPTIONS_FILE}, itself a valid FILE",
+    )
+
+
+class _ConfigFile(argparse.Action):
+    """Reads the file as it is met, like argparse's own ``@file``: every key is checked against
+    the subcommand's options and parsed by that option's ``type`` (ranges, choices), and an
+    unknown key or a bad value exits with one line (code 2)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        for action, value in _read_options(parser, values):
+            setattr(namespace, action.dest, value)
+            # given by the file, so not required on the command line any more; argparse checks
+            # ``required`` only after every option is read (this parser is built per command)
+            action.required = False
+
+
+def _read_options(parser: argparse.ArgumentParser, path: str):
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as err:
+        parser.error(f"--config {path}: {err.strerror or err}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        parser.error(f"--config {path}: not a JSON file ({err})")
+    if not isinstance(data, dict):
+        parser.error(f"--config {path}: expected a JSON object of option names and values")
+    actions = {
+        a.dest: a
+        for a in parser._actions  # argparse has no public list of a parser's options
+        if a.option_strings and a.dest not in (*_NOT_OPTIONS, "help")
+    }
+    keys = {key: str(key).lstrip("-").replace("-", "_") for key in data}
+    unknown = [key for key, dest in keys.items() if dest not in actions]
+    if unknown:
+        parser.error(f"--config {path}: unknown option(s) {', '.join(map(repr, unknown))}")
+    out = []
+    for key, dest in keys.items():
+        try:
+            out.append((actions[dest], _option_value(actions[dest], data[key])))
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as err:
+            parser.error(f"--config {path}: {key!r}: {err}")
+    return out
+
+
+def _option_value(action: argparse.Action, value):
+    """A JSON value as the command line would have given it to ``action``."""
+    if action.nargs == 0:  # store_true and the like
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {value!r}")
+        return value
+    if value is None:
+        if action.default is None:
+            return None
+        raise ValueError("null is not a value of this option")
+    if action.nargs in ("*", "+"):
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list, got {value!r}")
+        return [_one_value(action, v) for v in value]
+    return _one_value(action, value)
+
+
+def _one_value(action: argparse.Action, value):
+    if isinstance(value, (list, dict)) or (isinstance(value, bool) and action.type is not None):
+        raise ValueError(f"expected one value, got {value!r}")
+    parsed = action.type(str(value)) if action.type is not None else str(value)
+    if action.choices is not None and parsed not in action.choices:
+        raise ValueError(f"expected one of {sorted(action.choices)}, got {value!r}")
+    return parsed
+
+
+def save_options(args: argparse.Namespace) -> Path | None:
+    """Write the resolved options of a trainer's command line to ``OUT/options.json`` (on the
+    main process only), so that ``--config OUT/options.json`` runs the same recipe again."""
+    if os.environ.get("RANK", "0") != "0":
+        return None
+    from medmoe.utils.files import atomic_write
+
+    options = {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_OPTIONS}
+    path = Path(args.out) / OPTIONS_FILE
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(options, indent=2, default=str) + "\n")
+    return path
 
 
 def load_predictor(args: argparse.Namespace):

@@ -10,6 +10,8 @@ from medmoe.cli.common import (
     add_trainer_args,
     load_base_for_training,
     positive_float,
+    runtime_of,
+    save_options,
 )
 from medmoe.utils.device import add_device_arg
 
@@ -44,6 +46,7 @@ def run_train(args: argparse.Namespace) -> int:
         clicks=args.click_iterations,
         seed=args.seed,
     )
+    save_options(args)
     base, sha, cache = load_base_for_training(args)
     device = cache.device
     crops = iter_dataset_crops(
@@ -65,6 +68,7 @@ def run_train(args: argparse.Namespace) -> int:
         config=cfg,
         resume=args.resume,
         keep_checkpoints=args.keep_checkpoints,
+        runtime=runtime_of(args),
         device=device,
     )
     print(f"expert {args.name!r} written to {out} ({len(data)} crops, labels {labels})")

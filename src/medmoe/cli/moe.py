@@ -13,9 +13,21 @@ from medmoe.cli.common import (
     load_base_for_training,
     nonneg_int,
     positive_float,
+    runtime_of,
+    save_options,
     tau_value,
 )
 from medmoe.utils.device import add_device_arg
+
+# medmoe.moe.selector's WEIGHTINGS and WEIGHTING_ALIASES, spelled out so that building the
+# parser does not import torch (tests/moe/test_selector.py checks that they are equal).
+WEIGHTINGS = ("s_top", "avg", "logit-softmax")
+WEIGHTING_ALIASES = {"softmax": "logit-softmax"}
+
+
+def _weighting(text: str) -> str:
+    """--weighting's value, an old alias mapped to its canonical name (choices check the rest)."""
+    return WEIGHTING_ALIASES.get(text, text)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,8 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--tau", type=tau_value, help="fixed tau in [0, 1) (default: chosen on a validation split)"
     )
     t.add_argument(
-        "--weighting", choices=("s_top", "avg", "softmax"), default="s_top",
-        help="how the mask selector weighs the top-1 expert's mask (paper: s_top)",
+        "--weighting", type=_weighting, choices=WEIGHTINGS, default="s_top",
+        help="how the mask selector fuses the top-1 expert's logits with the general "
+        "decoder's: s_top (paper Eq. 1), avg, logit-softmax (the paper's Aft_weight: a "
+        "voxel-wise softmax over the two logits; 'softmax' is its old name)",
     )  # fmt: skip
     t.add_argument(
         "--warmup-epochs", type=nonneg_int, default=0,
@@ -119,6 +133,7 @@ def run_train(args: argparse.Namespace) -> int:
         warmup_epochs=args.warmup_epochs,
         balance_classes=args.balance_classes,
     )
+    save_options(args)
     base, sha, cache = load_base_for_training(args)
     device = cache.device
     experts, dirs, task_of_label = _load_experts(args.expert, sha=sha, base=base)
@@ -142,6 +157,7 @@ def run_train(args: argparse.Namespace) -> int:
         config=cfg,
         resume=args.resume,
         keep_checkpoints=args.keep_checkpoints,
+        runtime=runtime_of(args),
         base_checkpoint=args.checkpoint,
         expert_dirs=dirs,
         device=device,

@@ -7,10 +7,15 @@ from pathlib import Path
 
 from medmoe.cli.common import (
     add_click_iterations_arg,
+    add_config_arg,
+    add_resume_args,
+    add_runtime_args,
     add_seed_arg,
     nonneg_int,
     positive_float,
     positive_int,
+    runtime_of,
+    save_options,
 )
 from medmoe.utils.device import add_device_arg
 
@@ -29,7 +34,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-structures", type=nonneg_int, default=0, help="first N structures (0: all)"
     )
-    p.add_argument("--workers", type=nonneg_int, help="DataLoader workers making crops")
     add_seed_arg(p, help="seed of the crops, their augmentation and the clicks")
     p.add_argument(
         "--checkpoint",
@@ -39,29 +43,31 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="start from this SAM-Med3D checkpoint (a file, or medmoe-brain) instead of from "
         "scratch",
     )
-    p.add_argument(
-        "--resume", action="store_true", help="continue from the run folder's last checkpoint"
-    )
+    add_resume_args(p, keep=1)
     p.add_argument(
         "--skip-nonfinite",
         action="store_true",
         help="skip (and count) steps whose loss or gradient is not finite instead of stopping",
     )
+    add_runtime_args(p)
     add_device_arg(p)
+    add_config_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from medmoe.pretrain.train import PretrainConfig, pretrain
 
+    save_options(args)
     cfg = PretrainConfig(
         arch=args.arch, epochs=args.epochs, lr=args.lr, clicks=args.click_iterations,
         atlases=tuple(args.atlases), max_structures=args.max_structures, seed=args.seed,
         init=str(args.init or ""),
     )  # fmt: skip
     history = pretrain(
-        cfg, out=args.out, device=args.device, resume=args.resume, workers=args.workers,
+        cfg, out=args.out, device=args.device, resume=args.resume, runtime=runtime_of(args),
         nonfinite="skip" if args.skip_nonfinite else "stop",
+        keep_checkpoints=args.keep_checkpoints,
     )  # fmt: skip
     if history:
         last = history[-1]

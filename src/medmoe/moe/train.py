@@ -33,7 +33,7 @@ from medmoe.moe.warmup import GateWarmupStep, class_weights
 from medmoe.sam3d import MaskDecoder3D, Sam3D
 from medmoe.train import distributed as dist_utils
 from medmoe.train.engine import LoopConfig, OptimizerSpec, RunOptions, Task, fit
-from medmoe.train.task import click_task, identity_collate
+from medmoe.train.task import Runtime, click_task, identity_collate
 
 
 def split(data: CropDataset, fraction: float, seed: int) -> tuple[CropDataset, CropDataset]:
@@ -69,13 +69,16 @@ def _run(out_dir: Path, resume: bool, progress: bool, desc: str, keep: int | Non
     )  # fmt: skip
 
 
-def _loop(config, epochs: int) -> LoopConfig:
-    return LoopConfig(epochs=epochs, batch_size=config.batch_size, seed=config.seed)
+def _loop(config, epochs: int, runtime: Runtime) -> LoopConfig:
+    return LoopConfig(
+        epochs=epochs, batch_size=config.batch_size, seed=config.seed, **asdict(runtime)
+    )
 
 
 def fit_clicks(
-    *, model, param_groups, step: ClickStep, data, config, run: RunOptions, device, called=None
-) -> list[dict]:
+    *, model, param_groups, step: ClickStep, data, config, run: RunOptions, device,
+    runtime: Runtime, called=None,
+) -> list[dict]:  # fmt: skip
     """The engine with what expert and gate training share: batches kept as lists of crops,
     gradients all-reduced once per step (the click loop runs a module several times before
     one backward), checkpoints holding ``config``. ``called``: the module the step calls
@@ -89,7 +92,7 @@ def fit_clicks(
         weight_decay=config.weight_decay,
         called=called,
     )
-    return fit(task, loop=_loop(config, config.epochs), run=run, device=device)
+    return fit(task, loop=_loop(config, config.epochs, runtime), run=run, device=device)
 
 
 def _frozen(base: Sam3D, device: torch.device) -> Sam3D:
@@ -112,6 +115,7 @@ def train_expert(
     progress: bool = True,
     device: torch.device | str = "auto",
     keep_checkpoints: int | None = None,
+    runtime: Runtime = Runtime(),  # noqa: B008 (frozen)
 ) -> Path:
     """Finetune a copy of the base's mask decoder on one task; write the expert artifact."""
     ctx = dist_utils.init_distributed(device=device)
@@ -127,6 +131,7 @@ def train_expert(
         config=config,
         run=_run(out_dir, resume, progress, f"expert {name}", keep_checkpoints),
         device=ctx.device,
+        runtime=runtime,
     )
     if ctx.is_main:
         val_dice = None
@@ -175,7 +180,7 @@ def _moe_param_groups(moe: MoESam3D, config: MoETrainConfig) -> list[dict]:
 
 
 def _warm_up_gate(
-    moe: MoESam3D, train: CropDataset, config, weights, run: RunOptions, device
+    moe: MoESam3D, train: CropDataset, config, weights, run: RunOptions, device, runtime: Runtime
 ) -> None:
     """``config.warmup_epochs`` of the gate's cross-entropy alone (:mod:`medmoe.moe.warmup`),
     on the shared engine: one gate call per step, so plain DDP under torchrun."""
@@ -188,7 +193,7 @@ def _warm_up_gate(
         config=asdict(config),
         collate=identity_collate,
     )
-    fit(task, loop=_loop(config, config.warmup_epochs), run=run, device=device)
+    fit(task, loop=_loop(config, config.warmup_epochs, runtime), run=run, device=device)
 
 
 def train_moe(
@@ -205,6 +210,7 @@ def train_moe(
     expert_dirs: dict[str, Path] | None = None,
     device: torch.device | str = "auto",
     keep_checkpoints: int | None = None,
+    runtime: Runtime = Runtime(),  # noqa: B008 (frozen)
 ) -> tuple[MoESam3D, dict]:
     """Train the gate (and optionally the top-1 expert); pick tau; write the bundle if asked."""
     ctx = dist_utils.init_distributed(device=device)
@@ -224,7 +230,7 @@ def train_moe(
         warm = _run(
             out_dir / "warmup", resume, progress, "gate warm-up", 1
         )  # only resume reads them
-        _warm_up_gate(moe, train, config, weights, warm, ctx.device)
+        _warm_up_gate(moe, train, config, weights, warm, ctx.device, runtime)
     fit_clicks(
         model=trainable,
         param_groups=_moe_param_groups(moe, config),
@@ -234,6 +240,7 @@ def train_moe(
         config=config,
         run=_run(out_dir, resume, progress, "gate", keep_checkpoints),
         device=ctx.device,
+        runtime=runtime,
     )
     dist_utils.dump_rank_weights(trainable, out_dir, "gate", ctx)
     report = validate_moe(moe, val, tau=config.tau, grid=config.tau_grid, device=ctx.device)

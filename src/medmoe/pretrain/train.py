@@ -28,7 +28,7 @@ from medmoe.pretrain.step import PretrainStep
 from medmoe.pretrain.structures import Structure, load_structures, template_path
 from medmoe.sam3d import Sam3D, Sam3DPredictor, build_sam3d
 from medmoe.train.engine import LoopConfig, RunOptions, fit
-from medmoe.train.task import click_task
+from medmoe.train.task import Runtime, click_task
 
 # validation targets: the demo's "other" structures (Neuromorphometrics), as in the MoE experiment
 VAL_VALUES = (35, 59, 60, 36, 37, 57, 58, 51, 52, 47, 48)
@@ -86,12 +86,14 @@ def pretrain(
     out: str | os.PathLike,
     device: torch.device | str = "auto",
     resume: bool = False,
-    workers: int | None = None,
+    runtime: Runtime = Runtime(),  # noqa: B008 (frozen)
     nonfinite: str = "stop",
     progress: bool = True,
+    keep_checkpoints: int | None = 1,
 ) -> list[dict]:
     """Run (or resume) the pretraining in ``out``; writes ``best.safetensors`` and ``last.safetensors``
-    (model weights only) and returns the engine's history."""
+    (model weights only) and returns the engine's history. ``keep_checkpoints``: the latest N
+    epoch checkpoints stay (default 1: only a resume reads them; None: all)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     structures, _ = load_structures(list(cfg.atlases) or None)
@@ -117,7 +119,7 @@ def pretrain(
 
     loop = LoopConfig(
         epochs=cfg.epochs, schedule="cosine", warmup_steps=cfg.warmup_steps,
-        grad_clip=cfg.grad_clip, seed=cfg.seed, workers=workers, nonfinite=nonfinite,
+        grad_clip=cfg.grad_clip, seed=cfg.seed, nonfinite=nonfinite, **asdict(runtime),
     )  # fmt: skip
     task = click_task(
         model=model,
@@ -132,6 +134,6 @@ def pretrain(
     )
     run = RunOptions(
         run_dir=out / "checkpoints", resume=resume, progress=progress,
-        desc=f"pretrain {cfg.arch}", keep_checkpoints=1,
+        desc=f"pretrain {cfg.arch}", keep_checkpoints=keep_checkpoints,
     )  # fmt: skip
     return fit(task, loop=loop, run=run, device=device)

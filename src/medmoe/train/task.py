@@ -2,7 +2,8 @@
 
 A :class:`Task` holds the pieces of one training problem (the model, its :class:`Step`, its
 data, its optimizer, its config, optional validation); a :class:`LoopConfig` says how the loop
-runs and is saved with every checkpoint; :class:`RunOptions` says where the run writes.
+runs and is saved with every checkpoint; :class:`RunOptions` says where the run writes;
+:class:`Runtime` is the part of a loop's settings a command line picks for its machine.
 :func:`click_task` is the task of a step that runs a click loop, which pretraining, expert and
 gate training share.
 """
@@ -24,6 +25,15 @@ from medmoe.train import distributed as dist_utils
 from medmoe.train import guard
 from medmoe.train.amp import PRECISIONS
 from medmoe.train.schedule import SCHEDULES
+
+
+@dataclass(frozen=True, kw_only=True)
+class Runtime:
+    """How a run uses its machine; chosen on the command line, saved in the loop's config."""
+
+    workers: int | None = None  # DataLoader workers; None: 4 on CUDA, 0 on CPU
+    precision: str = "bf16"  # autocast on CUDA: bf16 | fp32 (a CPU run is float32 either way)
+    deterministic: bool = False  # deterministic kernels where PyTorch has them (slower on CUDA)
 
 
 @dataclass(frozen=True)
