@@ -39,6 +39,7 @@ from medmoe.multitask.training.losses import (
 from medmoe.multitask.training.usage import UsageMeter
 from medmoe.train import distributed as dist_utils
 from medmoe.train.engine import LoopConfig, OptimizerSpec, RunOptions, StepContext, Task, fit
+from medmoe.train.task import Runtime
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -205,9 +206,13 @@ def train_fundus(
     progress: bool = True,
     init_weights: str | os.PathLike | None = None,
     device: torch.device | str = "cpu",
+    runtime: Runtime = Runtime(),  # noqa: B008 (frozen)
+    keep_checkpoints: int | None = None,
 ) -> tuple[MultiTaskMoE, list[dict]]:
-    """Train on ``data`` (its training split); checkpoints go to ``out_dir/checkpoints``.
-    ``init_weights``: a local torchvision ResNet-50 checkpoint for the backbone (ImageNet)."""
+    """Train on ``data`` (its training split); checkpoints go to ``out_dir/checkpoints`` (the
+    latest ``keep_checkpoints`` stay; None: all). ``init_weights``: a local torchvision
+    ResNet-50 checkpoint for the backbone (ImageNet); ``runtime``: workers, precision,
+    deterministic kernels."""
     model = build_model(model_config, seed=config.seed, init_weights=init_weights)
     backbone = list(model.backbone.parameters())
     ids = {id(p) for p in backbone}
@@ -250,10 +255,12 @@ def train_fundus(
         batch_size=config.batch_size,
         schedule=config.lr_schedule,
         seed=config.seed,
+        **asdict(runtime),
     )
     run = RunOptions(
-        run_dir=Path(out_dir) / "checkpoints", resume=resume, progress=progress, desc="fundus"
-    )
+        run_dir=Path(out_dir) / "checkpoints", resume=resume, progress=progress, desc="fundus",
+        keep_checkpoints=keep_checkpoints,
+    )  # fmt: skip
     history = fit(task, loop=loop, run=run, device=device)
     for h in history:
         h["dense"] = use_dense(h["epoch"], config.epochs, model_config.warmup_fraction)
