@@ -26,6 +26,7 @@ from medmoe.data import Sam3DCrop, Volume
 from medmoe.data.prompts import check_box, check_points
 from medmoe.errors import InputError
 from medmoe.serve.engine import Decoded, EmbeddingLRU, Engine
+from medmoe.serve.mapback import invert_mask
 from medmoe.serve.placement import crop_geometry, crop_image, place
 from medmoe.serve.views import ViewGeometry, default_window, pack_mask, view_geometry
 
@@ -153,7 +154,7 @@ class Session:
         if not self.steps:
             return lo, hi, np.zeros(tuple(hi - lo), dtype=bool)
         current = self.steps[-1]
-        return lo, hi, current.crop.invert(self._crop_mask(current), region=(lo, hi))
+        return lo, hi, invert_mask(current.crop, self._crop_mask(current), (lo, hi))
 
     def _update(self, before: Step | None, encoded: bool) -> MaskUpdate:
         """The current mask over the region where it can differ from ``before``'s."""

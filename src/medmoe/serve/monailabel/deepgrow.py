@@ -30,6 +30,7 @@ from medmoe.data import Volume
 from medmoe.data.prompts import check_box, check_points
 from medmoe.errors import InputError
 from medmoe.serve.engine import Decoded, EmbeddingLRU, Engine
+from medmoe.serve.mapback import invert_mask
 from medmoe.serve.monailabel.datastore import Datastore
 from medmoe.serve.monailabel.datastore_routes import download
 from medmoe.serve.monailabel.labelfile import RESULT_EXTS, label_bytes, result_format
@@ -111,11 +112,10 @@ class Deepgrow:
         )
         mask = np.zeros(volume.array.shape, dtype=np.uint8)
         box = mask_bbox(decoded.mask)
-        if box is not None:
+        if box is not None:  # only the mask's footprint is mapped back (serve.mapback)
             lo, hi = crop.footprint(box)
-            mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = crop.invert(
-                decoded.mask, region=(lo, hi)
-            )
+            region = invert_mask(crop, decoded.mask, (lo, hi))
+            mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = region
         return mask, decoded, encoded
 
 
@@ -168,7 +168,7 @@ def infer_routes(
             "gate_probs": decoded.gate_probs,
             "iou": decoded.iou,
             "encoded": encoded,
-            "voxels": int(mask.sum()),
+            "voxels": int(np.count_nonzero(mask)),
             "latencies": {"total": round(time.perf_counter() - start, 4)},
         }
         if output == "json":
