@@ -43,9 +43,9 @@ def test_every_stage_produced_its_artifact(quick_run):
     )
     methods = {r["method"] for r in rows}
     m = len(QUICK.groups)
-    expected = {"Baseline", "MoE", "oracle|s_top", "oracle|avg", "oracle|aft"}
+    expected = {"Baseline", "MoE", "oracle|s_top", "oracle|avg", "oracle|logit-softmax"}
     expected |= {f"FT:{i}" for i in range(1, m + 1)}
-    expected |= {f"{w}|{t}" for w in ("s_top", "avg", "aft") for t in QUICK.taus}
+    expected |= {f"{w}|{t}" for w in ("s_top", "avg", "logit-softmax") for t in QUICK.taus}
     assert methods == expected
     assert {(r["subject"], r["prompt"], r["first"]) for r in rows} == {
         (s, p, f)

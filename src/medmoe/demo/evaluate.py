@@ -12,16 +12,15 @@ from medmoe.eval.moe_methods import (
     Decoded,
     Methods,
     Trajectory,
-    aft_fuse,
     click_loop,
     evaluate_crop,
     fast_dice,
-    fuse,
     method_table,
     prompt_key,
 )
 from medmoe.eval.moe_methods import evaluate as evaluate_rows
 from medmoe.moe.model import MoESam3D
+from medmoe.moe.selector import fuse, logit_softmax
 
 __all__ = [
     "TABLE1",
@@ -29,12 +28,12 @@ __all__ = [
     "Decoded",
     "Methods",
     "Trajectory",
-    "aft_fuse",
     "click_loop",
     "evaluate",
     "evaluate_crop",
     "fast_dice",
     "fuse",
+    "logit_softmax",
     "method_table",
     "prompt_key",
 ]

@@ -186,7 +186,7 @@ def evaluate_subject(cfg: DemoConfig, out: Path, moe, subject: str, atlas) -> li
 
     path = out / f"eval_{subject}.json"
     if path.is_file():
-        return json.loads(path.read_text())
+        return _current_method_names(json.loads(path.read_text()))
     crops = eval_crops(cfg, out, subject, atlas)
     rows = evaluate(
         moe, crops, groups=len(cfg.groups), taus=cfg.taus, clicks=cfg.eval_clicks,
@@ -194,6 +194,15 @@ def evaluate_subject(cfg: DemoConfig, out: Path, moe, subject: str, atlas) -> li
     )  # fmt: skip
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(rows))
+    return rows
+
+
+def _current_method_names(rows: list[dict]) -> list[dict]:
+    """Rows cached before the Aft_weight rows took the library's weighting name: ``aft|τ`` and
+    ``oracle|aft`` become ``logit-softmax|τ`` and ``oracle|logit-softmax`` (the same function)."""
+    for row in rows:
+        parts = ["logit-softmax" if p == "aft" else p for p in row["method"].split("|")]
+        row["method"] = "|".join(parts)
     return rows
 
 

@@ -8,8 +8,10 @@ that embedding. A *method* is one way to turn prompts into low-resolution logits
   finetuned crop);
 - ``MoE``: :meth:`MoESam3D.decode` as trained (automatic τ, ``s_top`` weighting);
 - ``<weighting>|<τ>``: the gate's top-1 expert fused with the general decoder when
-  ``s_top > τ`` (Table 2's rows); ``aft`` is the paper's Aft_weight read as a voxel-wise softmax
-  over the two logits, ``p = softmax(l_g, l_e)``, fused ``p_g l_g + p_e l_e``;
+  ``s_top > τ`` (Table 2's rows), fused by the library's :func:`medmoe.moe.selector.fuse`, the
+  same function ``MoESam3D`` and ``medmoe moe train --weighting`` use; ``logit-softmax`` is the
+  paper's Aft_weight read as a voxel-wise softmax over the two logits, ``p = softmax(l_g, l_e)``,
+  fused ``p_g l_g + p_e l_e``;
 - ``oracle|<weighting>``: the ground truth decides whether and which expert is used (the general
   decoder alone on other crops); the fusion weight is the weighting's, with the gate's ``s_top``.
 
@@ -39,10 +41,9 @@ from medmoe.eval.metrics import nsd
 from medmoe.eval.moe_stats import EvalRow
 from medmoe.moe.interactive import point_prompt
 from medmoe.moe.model import MoESam3D
-from medmoe.moe.selector import select_masks
+from medmoe.moe.selector import WEIGHTINGS, fuse
 from medmoe.sam3d.upsample import upsampled_mask
 
-WEIGHTINGS = ("s_top", "avg", "aft")
 TABLE1 = ("Baseline", "FT", "MoE")
 CROP_SPACING_MM = 1.5
 
@@ -70,19 +71,6 @@ def fast_dice(pred: np.ndarray, gt: np.ndarray) -> float:
     """``2|P∩G| / (|P| + |G|)``; 1 when both are empty (as :func:`medmoe.eval.metrics.dice`)."""
     total = int(np.count_nonzero(pred)) + int(np.count_nonzero(gt))
     return 1.0 if total == 0 else 2.0 * int(np.count_nonzero(pred & gt)) / total
-
-
-def aft_fuse(general: Tensor, expert: Tensor) -> Tensor:
-    """Aft_weight, read as a voxel-wise softmax over the general and expert logits."""
-    stacked = torch.stack([general, expert])
-    return (stacked.softmax(dim=0) * stacked).sum(dim=0)
-
-
-def fuse(general: Tensor, expert: Tensor, s_top: Tensor, *, weighting: str) -> Tensor:
-    """The expert's logits fused with the general decoder's (the caller decides *whether*)."""
-    if weighting == "aft":
-        return aft_fuse(general, expert)
-    return select_masks(general, expert, s_top, tau=-1.0, weighting=weighting)
 
 
 def prompt_key(points, boxes, mask_input) -> bytes:

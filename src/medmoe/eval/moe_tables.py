@@ -25,7 +25,7 @@ from medmoe.eval.moe_stats import (
     routing,
 )
 
-WEIGHTING_NAMES = {"s_top": "s_top", "avg": "avg", "aft": "Aft_weight"}
+WEIGHTING_NAMES = {"s_top": "s_top", "avg": "avg", "logit-softmax": "Aft_weight"}  # paper's names
 DEFAULT_TAUS = (0.3, 0.5, 0.7)
 
 

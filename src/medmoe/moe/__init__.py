@@ -20,7 +20,16 @@ from medmoe.moe.expert import ExpertInfo, load_expert, save_expert
 from medmoe.moe.gate import Gate, GateConfig
 from medmoe.moe.model import MoEOutput, MoESam3D
 from medmoe.moe.predictor import MoEPrediction, MoEPredictor
-from medmoe.moe.selector import Routing, expert_weight, route, select_masks
+from medmoe.moe.selector import (
+    WEIGHTINGS,
+    Routing,
+    expert_weight,
+    fuse,
+    logit_softmax,
+    route,
+    select_masks,
+    weighting_name,
+)
 from medmoe.moe.train import prepare_crops, train_expert, train_moe
 from medmoe.moe.train_config import ExpertTrainConfig, MoETrainConfig
 from medmoe.moe.validate import choose_tau, routing_accuracy
@@ -44,11 +53,14 @@ __all__ = [
     "MoETrainConfig",
     "Routing",
     "Sample",
+    "WEIGHTINGS",
     "add_expert",
     "choose_tau",
     "expert_weight",
+    "fuse",
     "load_expert",
     "load_moe_bundle",
+    "logit_softmax",
     "read_moe_config",
     "remove_expert",
     "route",
@@ -58,4 +70,5 @@ __all__ = [
     "select_masks",
     "train_expert",
     "train_moe",
+    "weighting_name",
 ]

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from medmoe.errors import InputError
 from medmoe.moe.gate import Gate
-from medmoe.moe.selector import DEFAULT_TAU, WEIGHTINGS, Routing, route, select_masks
+from medmoe.moe.selector import DEFAULT_TAU, Routing, route, select_masks, weighting_name
 from medmoe.sam3d import MaskDecoder3D, Sam3D
 from medmoe.sam3d.stacked import StackedDecoders, weights_fingerprint
 
@@ -47,13 +47,11 @@ class MoESam3D(nn.Module):
             raise InputError(
                 f"the gate has {gate.config.num_experts} expert outputs but {len(experts)} experts are given"
             )
-        if weighting not in WEIGHTINGS:
-            raise InputError(f"unknown weighting {weighting!r}; use {', '.join(WEIGHTINGS)}")
         self.base = base
         self.experts = nn.ModuleDict(experts)
         self.gate = gate
         self.tau = float(tau)
-        self.weighting = weighting
+        self.weighting = weighting_name(weighting)  # canonical (an old alias is accepted)
         # One stacked call for the general decoder and the expert (``None``: off on the CPU,
         # where benchmarks/moe_speed.py measured it slower than two calls; on elsewhere).
         self.batch_decoders = batch_decoders

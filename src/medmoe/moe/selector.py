@@ -3,6 +3,13 @@
 The gate outputs ``m + 1`` probabilities: index 0 is "no specific expert" (the original
 tasks), indices ``1..m`` are the task experts. ``s_top`` is the largest probability among the
 ``m`` experts; the selector uses the expert only when ``s_top > tau``.
+
+The weightings (Table 2's rows) are named after what they compute: ``s_top`` (Eq. 1), ``avg``
+(the arithmetic mean) and ``logit-softmax``, the paper's Aft_weight. The paper describes
+Aft_weight only as "a softmax-fused output of the top expert mask decoder and the general
+model's decoder"; medmoe reads it as a voxel-wise softmax over the two decoders' logits (see
+:func:`logit_softmax`). The old value ``softmax`` is an alias of ``logit-softmax`` (it once
+computed ``sigmoid(2 s_top - 1)``, a second reading that is gone).
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ from torch import Tensor
 
 from medmoe.errors import InputError
 
-WEIGHTINGS = ("s_top", "avg", "softmax")
+WEIGHTINGS = ("s_top", "avg", "logit-softmax")
+WEIGHTING_ALIASES = {"softmax": "logit-softmax"}  # the old name; read as its canonical value
 DEFAULT_TAU = 0.5
 
 
@@ -34,20 +42,46 @@ def route(gate_probs: Tensor, *, tau: float = DEFAULT_TAU) -> Routing:
     return Routing(expert=idx + 1, s_top=s_top, use_expert=s_top > tau)
 
 
+def weighting_name(weighting: str) -> str:
+    """The canonical name of ``weighting`` (an alias maps to its value); unknown: InputError."""
+    name = WEIGHTING_ALIASES.get(weighting, weighting)
+    if name not in WEIGHTINGS:
+        raise InputError(f"unknown weighting {weighting!r}; use {', '.join(WEIGHTINGS)}")
+    return name
+
+
 def expert_weight(s_top: Tensor, *, weighting: str = "s_top") -> Tensor:
-    """Weight of the expert's mask when it is used (the general mask gets ``1 - w``).
+    """Weight ``w`` of the expert's mask, one per sample (the general mask gets ``1 - w``).
 
     ``s_top`` (paper Eq. 1): ``w = s_top``. ``avg``: ``w = 1/2``, the arithmetic mean.
-    ``softmax``: a softmax over the two confidences ``(1 - s_top, s_top)``, i.e.
-    ``w = e^s / (e^(1-s) + e^s) = sigmoid(2 s - 1)``, a softer version of ``s_top``.
+    ``logit-softmax`` has no per-sample weight (it weighs each voxel): see :func:`fuse`.
     """
-    if weighting == "s_top":
+    name = weighting_name(weighting)
+    if name == "s_top":
         return s_top
-    if weighting == "avg":
+    if name == "avg":
         return torch.full_like(s_top, 0.5)
-    if weighting == "softmax":
-        return torch.softmax(torch.stack([1 - s_top, s_top], dim=-1), dim=-1)[..., 1]
-    raise InputError(f"unknown weighting {weighting!r}; use {', '.join(WEIGHTINGS)}")
+    raise InputError(f"weighting {name!r} weighs each voxel, not each sample; use fuse()")
+
+
+def logit_softmax(general: Tensor, expert: Tensor) -> Tensor:
+    """Aft_weight: a voxel-wise softmax over the two logits, ``p = softmax(l_g, l_e)``, fused
+    ``p_g l_g + p_e l_e`` (the more confident decoder dominates each voxel). Same shapes in
+    and out; the result lies between the two logits."""
+    stacked = torch.stack([general, expert])
+    return (stacked.softmax(dim=0) * stacked).sum(dim=0)
+
+
+def fuse(general: Tensor, expert: Tensor, s_top: Tensor, *, weighting: str = "s_top") -> Tensor:
+    """The expert's logits fused with the general decoder's, for every sample (the caller, or
+    :func:`select_masks`, decides *whether*): ``(1 - w) l_g + w l_e`` with ``w`` from
+    :func:`expert_weight`, or :func:`logit_softmax`. ``general``/``expert`` ``(B, ...)``,
+    ``s_top`` ``(B,)``."""
+    if weighting_name(weighting) == "logit-softmax":
+        return logit_softmax(general, expert)
+    w = expert_weight(s_top, weighting=weighting).to(general.dtype)
+    w = w.reshape(-1, *([1] * (general.ndim - 1)))
+    return (1 - w) * general + w * expert
 
 
 def select_masks(
@@ -58,13 +92,11 @@ def select_masks(
     tau: float = DEFAULT_TAU,
     weighting: str = "s_top",
 ) -> Tensor:
-    """Paper Eq. 1 on logits: ``(1 - w) M_g + w M_top`` where ``s_top > tau``, else ``M_g``.
+    """Paper Eq. 1 on logits: :func:`fuse` where ``s_top > tau``, else ``M_g``.
 
     ``general``/``expert`` are ``(B, ...)``; ``s_top`` is ``(B,)``. At ``s_top == tau`` the
     general mask is returned (the inequality is strict, as in the paper).
     """
-    w = expert_weight(s_top, weighting=weighting).to(general.dtype)
-    w = w.reshape(-1, *([1] * (general.ndim - 1)))
-    use = (s_top > tau).reshape(w.shape)
-    mixed = (1 - w) * general + w * expert
+    mixed = fuse(general, expert, s_top, weighting=weighting)
+    use = (s_top > tau).reshape(-1, *([1] * (general.ndim - 1)))
     return torch.where(use, mixed, general)
