@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from medmoe.cli.common import add_moe_arg, add_seed_arg, positive_float
+from medmoe.cli.common import add_moe_arg, add_seed_arg
 from medmoe.utils.device import add_device_arg
 
 
@@ -43,8 +43,12 @@ def register(actions: argparse._SubParsersAction) -> None:
         "version vNNNN, else <BUNDLE>-versions beside it)",
     )  # fmt: skip
     p.add_argument(
-        "--min-ratio", type=positive_float, default=0.95,
-        help="each old task must keep >= this x its Dice (default 0.95)",
+        "--min-ratio", type=float, default=0.95,
+        help="each old task must keep >= this x its Dice, in [0, 1] (default 0.95)",
+    )  # fmt: skip
+    p.add_argument(
+        "--accept-without-gain", action="store_true",
+        help="accept even if the new task's Dice does not beat the bundle's own",
     )  # fmt: skip
     add_seed_arg(p)
     add_device_arg(p)
@@ -111,14 +115,14 @@ def run_add_task(args: argparse.Namespace) -> int:
     from medmoe.continual import ContinualConfig, JobSpec, TrainRequest
     from medmoe.continual.pipeline import run_job
     from medmoe.continual.versions import clean_parts, next_version, write_current
-    from medmoe.errors import InputError
     from medmoe.moe import read_moe_config
 
     read_moe_config(args.moe)  # not a bundle: refused in one line before anything is written
     request = TrainRequest(expert=args.name, label="pending", max_epochs=args.epochs)
-    if not 0 < args.min_ratio <= 1:
-        raise InputError(f"--min-ratio must be in (0, 1], got {args.min_ratio}")
-    config = ContinualConfig(min_ratio=args.min_ratio, seed=args.seed, device=args.device)
+    config = ContinualConfig(
+        min_ratio=args.min_ratio, require_new_gain=not args.accept_without_gain,
+        seed=args.seed, device=args.device,
+    )  # fmt: skip
     root = _versions_root(args.moe, args.versions)
     clean_parts(root)
     job_id = uuid.uuid4().hex[:12]
