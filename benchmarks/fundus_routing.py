@@ -1,7 +1,7 @@
 """Fundus MoE routing cost: the expert heads with dense routing vs top-p sparse dispatch.
 
 Usage: ``python benchmarks/fundus_routing.py [--size 712,1072] [--batch 2] [--repeats 3]
-[--threads 2] [--p 0.5]``
+[--threads 2] [--p 0.5] > benchmarks/results/fundus_routing_whole_cpu.txt``
 
 One run, same backbone features and weights for both sides: the time of the three task heads
 (DR and DME classification experts, segmentation experts with ASPP + DeepLabV3+ decoder) with
@@ -20,6 +20,7 @@ the backbone's measured time (best of ``--repeats``) plus each side's head time.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 
@@ -59,6 +60,7 @@ def main() -> None:
     ap.add_argument("--p", type=float, default=0.5)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    load = os.getloadavg()
     h, w = (int(v) for v in args.size.split(","))
     from medmoe.multitask.model.moe import MultiTaskConfig, MultiTaskMoE
 
@@ -94,7 +96,8 @@ def main() -> None:
                     mean_used = sum(used) / len(used)
     print(
         f"machine: {platform.machine()} threads={args.threads} torch={torch.__version__} "
-        f"input {args.batch}x3x{h}x{w}, 3 experts/task, heads: dr, dme, seg"
+        f"input {args.batch}x3x{h}x{w}, 3 experts/task, heads: dr, dme, seg; load average "
+        f"(1 min) {load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     )
     print(
         f"dense heads: {best['dense']:.3f} s | top-p (p={args.p}) heads: {best['top-p']:.3f} s | "

@@ -10,6 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "docs" / "figures" / "fundus" / "report.md"
 SEEDS = ROOT / "benchmarks" / "results" / "fundus_seeds_cpu.md"
+WHOLE = ROOT / "benchmarks" / "results" / "fundus_routing_whole_cpu.txt"
 NUMBER = r"(?<![\w.])[+\-−]?\d+\.\d+(?![\d])|(?<![\w.])\d+ ?%"
 
 
@@ -72,3 +73,12 @@ def test_every_figure_of_the_seeds_paragraph_is_the_results_files():
     machine = re.search(r"^machine: (.*)$", results, re.M)[1]
     threads = re.search(r"threads=(\d+)", machine)[1]
     assert f"{threads} thread" in text
+
+
+def test_the_published_size_cost_is_the_benchmarks():
+    results = WHOLE.read_text()
+    text = block("fundus-cost")
+    assert numbers(text) <= numbers(results), numbers(text) - numbers(results)
+    flops = re.search(r"whole model, GFLOP: .* ratio ([\d.]+)", results)[1]
+    share = re.search(r"backbone [\d.]+ \((\d+%) of dense\)", results)[1]
+    assert f"**{flops} of dense**" in text and f"{share} of the dense FLOPs" in text
