@@ -75,3 +75,29 @@ def test_prose_is_shipped_as_package_data():
     for name in ("intro.md", "deviations.md"):
         assert (root / "src/medmoe/demo" / name).is_file()
         assert any(Path("demo", name).match(pattern) for pattern in package_data), name
+
+
+def test_held_out_section_follows_the_block():
+    """With Subject B's overlap the report gains one section after the docs block (the block
+    and the rest of the text are the golden's); without it, the golden text exactly."""
+    import dataclasses
+
+    from medmoe.demo.readme_block import README_END
+    from medmoe.eval.subject_overlap import StructureOverlap, SubjectOverlap
+
+    overlap = SubjectOverlap(
+        (StructureOverlap(35, "Brain_Stem", 0.8, 1.0), StructureOverlap(59, "Thal", 0.6, 3.0)),
+        t1_r=0.81,
+        mask_voxels=1000,
+    )
+    res = dataclasses.replace(_results(), overlap=overlap)
+    text = render_report(res, _run(), inputs.FIGURES)
+    golden = inputs.GOLDEN.read_text(encoding="utf-8")
+    section = text.split(README_END, 1)[1].split("## Subject B, complete", 1)[0]
+    assert section.startswith("\n\n## How far Subject B is held out\n")
+    assert "mean Dice of 0.700 over the 2 demo structures" in section
+    assert "1.0-3.0 mm apart (mean 2.0 mm)" in section and "r = 0.810" in section
+    assert "| Brain_Stem | 35 | 0.800 | 1.0 |\n| Thal | 59 | 0.600 | 3.0 |\n" in section
+    assert "| mean | | 0.700 | 2.0 |" in section
+    assert text.replace(section.removeprefix("\n\n"), "", 1) == golden
+    assert block(text, source="report") == block(golden, source="golden")

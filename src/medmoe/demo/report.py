@@ -1,7 +1,10 @@
 """The demo report: Table 1 and Table 2 analogues, routing, confidence intervals and the computed
-pass/miss lines, for each subject; the deviations from the paper; the stage timings.
+pass/miss lines, for each subject; how far Subject B is from Subject A; the deviations from the
+paper; the stage timings.
 
-The numbers are :class:`~medmoe.demo.results.DemoResults`; this module only writes them out. The
+The numbers are :class:`~medmoe.demo.results.DemoResults`; this module only writes them out,
+with the tables of ``medmoe evaluate`` (:mod:`medmoe.eval.moe_report`; only the per-structure
+table is the demo's own, its group column being the gate index). The
 fixed prose (the introduction, the deviations) is package data beside this module
 (``intro.md``, ``deviations.md``), filled with the config's values. The part of the report that
 docs/demo.md shows lies between the markers of :mod:`medmoe.demo.readme_block`.
@@ -18,15 +21,9 @@ from pathlib import Path
 
 from medmoe.demo.config import DemoConfig
 from medmoe.demo.readme_block import README_END, README_START
-from medmoe.demo.results import (
-    SUBJECTS,
-    Confusion,
-    DemoResults,
-    SubjectResults,
-    Table2Row,
-)
-
-MODEL_LABELS = {"Baseline": "Baseline", "FT": "FT-expert", "MoE": "MoE"}
+from medmoe.demo.results import SUBJECTS, DemoResults, SubjectResults
+from medmoe.eval.moe_report import ci_md, confusion_md, routing_md, table1_md, table2_md
+from medmoe.eval.subject_overlap import SubjectOverlap, overlap_summary, overlap_table
 
 
 @dataclass(frozen=True)
@@ -87,76 +84,17 @@ def _total(d: dict[str, float]) -> float:
     return float(sum(v for v in d.values() if not math.isnan(v)))
 
 
-def _f(x: float) -> str:
-    return "n/a" if math.isnan(x) else f"{x:.3f}"
-
-
-def _d(x: float) -> str:
-    return "n/a" if math.isnan(x) else f"{x:+.3f}"
-
-
 def _row(cells) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def table1(res: SubjectResults) -> str:
-    lines = [
-        "| Model | Other, points | Finetuned, points | Other, box | Finetuned, box | "
-        "Other, points (random 1st) | Finetuned, points (random 1st) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in res.table1:
-        cells = [f"{_f(c.dice)} / {_f(c.nsd)}" for c in row.cells]
-        lines.append(_row([MODEL_LABELS[row.model], *cells]))
-    return "\n".join(lines)
-
-
-def table2(rows: tuple[Table2Row, ...], cfg: DemoConfig) -> str:
-    names = [g.name for g in cfg.groups]
-    lines = [
-        "| τ | weighting | Other | " + " | ".join(names) + " | Mean (groups) |",
-        "|---|---|---|" + "---|" * len(names) + "---|",
-    ]
-    for r in rows:
-        lines.append(_row([r.tau, r.weighting, *(_f(c) for c in (r.other, *r.groups, r.mean))]))
-    return "\n".join(lines)
-
-
-def ci_table(res: SubjectResults) -> str:
-    lines = [
-        "| MoE − Baseline (Dice) | points | box |",
-        "|---|---|---|",
-    ]
-    for row in res.differences:
-        cells = [f"{_d(i.estimate)} [{_d(i.lo)}, {_d(i.hi)}]" for i in (row.points, row.box)]
-        lines.append(_row([row.label, *cells]))
-    return "\n".join(lines)
-
-
-def routing_table(res: SubjectResults) -> str:
-    lines = [
-        "| prompt | expert fires on other, click 1 | ... last click | right expert missed, "
-        "click 1 | ... last click |",
-        "|---|---|---|---|---|",
-    ]
-    for row in res.routing:
-        cells = [*row.fires_on_other, *row.missed_right]
-        lines.append(_row([row.label, *(f"{c:.0%}" for c in cells)]))
-    return "\n".join(lines)
-
-
-def confusion_table(confusion: Confusion, cfg: DemoConfig) -> str:
-    names = ["other"] + [g.name for g in cfg.groups]
-    lines = [
-        "| true \\ gate | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
-    ]
-    for n, counts in zip(names, confusion, strict=True):
-        lines.append(_row([n, *(str(v) for v in counts)]))
-    return "\n".join(lines)
+def _names(cfg: DemoConfig) -> list[str]:
+    return [g.name for g in cfg.groups]
 
 
 def structure_table(res: SubjectResults) -> str:
+    """Dice per structure; the group column is the gate index (``medmoe evaluate``'s
+    :func:`~medmoe.eval.moe_report.structures_md` names the group instead)."""
     lines = ["| Structure | group | Baseline | FT-expert | MoE |", "|---|---|---|---|---|"]
     for s in res.structures:
         lines.append(
@@ -191,24 +129,28 @@ def subject_summary(res: SubjectResults, cfg: DemoConfig, *, full: bool) -> list
     per-structure Dice (docs/demo.md shows the short form)."""
     title = SUBJECTS[res.subject]
     text = [
-        *_section(f"{title}: Table 1 analogue (Dice / NSD at {cfg.nsd_mm:g} mm)", table1(res)),
+        *_section(f"{title}: Table 1 analogue (Dice / NSD at {cfg.nsd_mm:g} mm)", table1_md(res)),
         *_section(
             f"{title}: MoE − Baseline with paired bootstrap 95 % CIs ({cfg.bootstrap} resamples)",
-            ci_table(res),
+            ci_md(res),
         ),
-        *_section(f"{title}: routing (trained MoE, automatic τ)", routing_table(res)),
-        *_section(f"{title}: Table 2 analogue, points (Dice)", table2(res.table2_points, cfg)),
+        *_section(f"{title}: routing (trained MoE, automatic τ)", routing_md(res)),
+        *_section(
+            f"{title}: Table 2 analogue, points (Dice)", table2_md(res.table2_points, _names(cfg))
+        ),
     ]
     if full:
         text += [
-            *_section(f"{title}: Table 2 analogue, box (Dice)", table2(res.table2_box, cfg)),
+            *_section(
+                f"{title}: Table 2 analogue, box (Dice)", table2_md(res.table2_box, _names(cfg))
+            ),
             *_section(
                 f"{title}: gate confusion (points, centre first click), click 1",
-                confusion_table(res.confusion[0], cfg),
+                confusion_md(res.confusion[0], _names(cfg)),
             ),
             *_section(
                 f"{title}: gate confusion, last click ({cfg.eval_clicks})",
-                confusion_table(res.confusion[1], cfg),
+                confusion_md(res.confusion[1], _names(cfg)),
             ),
             *_section(
                 f"{title}: Dice per structure (points, centre first click)", structure_table(res)
@@ -235,11 +177,28 @@ def readme_summary(results: DemoResults, run: RunRecord) -> list[str]:
         *subject_summary(results.b, cfg, full=False),
         *_section(
             f"{SUBJECTS['A']}: Table 1 analogue (Dice / NSD at {cfg.nsd_mm:g} mm)",
-            table1(results.a),
+            table1_md(results.a),
         ),
         "#### Deviations from the paper",
         "",
         *deviations(cfg),
+    ]
+
+
+def held_out(overlap: SubjectOverlap | None) -> list[str]:
+    """How far Subject B is from Subject A (nothing for results without the overlap)."""
+    if overlap is None:
+        return []
+    return [
+        "## How far Subject B is held out",
+        "",
+        "Subject B is another template brain, not a scan of a second person: "
+        + overlap_summary(overlap)
+        + " Resampled nearest neighbour by affine, each structure matched by its label value "
+        "(`medmoe.eval.subject_overlap`; `benchmarks/subject_overlap.py` prints the same).",
+        "",
+        overlap_table(overlap),
+        "",
     ]
 
 
@@ -255,6 +214,7 @@ def render_report(results: DemoResults, run: RunRecord, figures: list[Path]) -> 
         *readme_summary(results, run),
         README_END,
         "",
+        *held_out(results.overlap),
         "## Subject B, complete",
         "",
         *subject_summary(results.b, cfg, full=True),

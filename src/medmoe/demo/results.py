@@ -29,6 +29,7 @@ from medmoe.eval.moe_tables import (
     TableSpec,
 )
 from medmoe.eval.moe_tables import subject_results as library_subject_results
+from medmoe.eval.subject_overlap import SubjectOverlap
 
 __all__ = [
     "ROUTING_RUNS",
@@ -63,6 +64,7 @@ class DemoResults:
     tau: float  # the automatic τ, chosen on Subject A's validation crops
     a: SubjectResults
     b: SubjectResults
+    overlap: SubjectOverlap | None = None  # Subject B against Subject A (None: not computed)
 
 
 def table_spec(cfg: DemoConfig) -> TableSpec:
@@ -81,11 +83,14 @@ def demo_results(
     cfg: DemoConfig,
     names: dict[int, str],
     tau: float,
+    overlap: SubjectOverlap | None = None,
 ) -> DemoResults:
-    """Both subjects' results from the evaluation rows of both (rows or their JSON dicts)."""
+    """Both subjects' results from the evaluation rows of both (rows or their JSON dicts);
+    ``overlap``: how far Subject B is from Subject A (:func:`~medmoe.eval.subject_overlap.
+    subject_overlap`), reported when given."""
     rows = as_rows(rows)
     a, b = (subject_results(rows, s, cfg) for s in ("A", "B"))
-    return DemoResults(cfg=cfg, names=names, tau=tau, a=a, b=b)
+    return DemoResults(cfg=cfg, names=names, tau=tau, a=a, b=b, overlap=overlap)
 
 
 def subject_results(

@@ -235,6 +235,7 @@ def run_mri_demo(
     from medmoe.demo.figure import bar_chart
     from medmoe.demo.report import RunRecord, write_report
     from medmoe.demo.results import demo_results
+    from medmoe.eval.subject_overlap import subject_overlap
     from medmoe.moe import EmbeddingCache
     from medmoe.sam3d import load_sam3d
     from medmoe.utils.device import resolve_device
@@ -261,8 +262,11 @@ def run_mri_demo(
     with timer("evaluate A", cached=(out / "eval_A.json").is_file()):
         rows = evaluate_subject(cfg, out, moe, "A", atlas_a)
     with timer("evaluate B", cached=(out / "eval_B.json").is_file()):
-        rows += evaluate_subject(cfg, out, moe, "B", _subject("B", cfg))
-    results = demo_results(rows, cfg=cfg, names=atlas_a.names, tau=moe.tau)
+        atlas_b = _subject("B", cfg)
+        rows += evaluate_subject(cfg, out, moe, "B", atlas_b)
+    with timer("subject overlap"):
+        overlap = subject_overlap(atlas_a, atlas_b, cfg.values)
+    results = demo_results(rows, cfg=cfg, names=atlas_a.names, tau=moe.tau, overlap=overlap)
     figure = bar_chart(results.b, out / "dice_per_structure.png")
     record = RunRecord(
         training=_training_summary(out, cfg), timings=timer.timings, cpu=timer.cpu,
