@@ -252,11 +252,12 @@ def _viewer_routes(app: FastAPI, store: SessionStore, engine: Engine, config: Se
         store.delete(sid)
         return Response(status_code=204)
 
-    _interaction_routes(app, store, engine)
+    _interaction_routes(app, store)
+    _download_routes(app, store, engine)
 
 
-def _interaction_routes(app: FastAPI, store: SessionStore, engine: Engine) -> None:
-    """The viewer's per-session calls: slices, prompts, undo/reset and the mask download."""
+def _interaction_routes(app: FastAPI, store: SessionStore) -> None:
+    """The viewer's per-session calls: slices, prompts, undo/reset."""
 
     @app.get("/api/sessions/{sid}/slice", response_class=Response)
     def get_slice(
@@ -308,6 +309,10 @@ def _interaction_routes(app: FastAPI, store: SessionStore, engine: Engine) -> No
         s = store.get(sid)
         with s.lock:
             return s.reset().to_dict()
+
+
+def _download_routes(app: FastAPI, store: SessionStore, engine: Engine) -> None:
+    """The viewer's mask downloads: NIfTI, and a DICOM SEG for a DICOM upload."""
 
     @app.get("/api/sessions/{sid}/mask.nii.gz", response_class=Response)
     async def download(sid: str) -> Response:
