@@ -80,7 +80,7 @@ def invert_mask(
         for s in range(3)
     ]
     # crop axes in the region's order; the axis that grows least goes first
-    soft = np.transpose(np.asarray(mask, dtype=np.float32), src_axis)
+    soft = np.ascontiguousarray(np.transpose(np.asarray(mask, dtype=np.float32), src_axis))
     for s in np.argsort([len(c) / n for c in coords]):
         soft = _lerp(soft, coords[s], int(s))
     out = soft >= 0.5

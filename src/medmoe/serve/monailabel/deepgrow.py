@@ -110,7 +110,9 @@ class Deepgrow:
             box=crop.box_to_crop(box) if box is not None else None,
             mask_input=None,
         )
-        mask = np.zeros(volume.array.shape, dtype=np.uint8)
+        # Fortran order, as NIfTI and NRRD store voxels: the reply is then written without a
+        # transposing copy of the whole grid
+        mask = np.zeros(volume.array.shape, dtype=np.uint8, order="F")
         box = mask_bbox(decoded.mask)
         if box is not None:  # only the mask's footprint is mapped back (serve.mapback)
             lo, hi = crop.footprint(box)
