@@ -62,3 +62,29 @@ def test_another_nested_setting_is_refused_in_one_line_that_names_it(tmp_path):
     assert "\n" not in message
     assert "trainer.pretrain.lr 0.01 -> 0.5" in message
     assert "epochs" not in message  # a resume may extend the run
+
+
+def test_a_checkpoint_with_other_weights_is_refused_in_one_line(tmp_path):
+    """As a gate run folder from before the frozen experts were left out of its checkpoints."""
+    from medmoe.errors import CheckpointError
+
+    data = TensorDataset(torch.ones(4, 3), torch.zeros(4, 1))
+
+    def run(model: nn.ModuleDict, resume: bool):
+        def step(batch, ctx):
+            x, y = batch
+            return ((model["gate"](x) - y) ** 2).mean()
+
+        params = [{"params": list(model["gate"].parameters()), "lr": 0.1}]
+        task = Task(model=model, step=step, data=data, config={"what": "gate"},
+                    optimizer=OptimizerSpec(param_groups=params))  # fmt: skip
+        run = RunOptions(run_dir=tmp_path, resume=resume, progress=False)
+        return fit(task, loop=LoopConfig(epochs=2, batch_size=4), run=run, device="cpu")
+
+    frozen = nn.Linear(3, 1).requires_grad_(False)
+    run(nn.ModuleDict({"gate": nn.Linear(3, 1), "experts": frozen}), resume=False)
+    with pytest.raises(CheckpointError) as err:
+        run(nn.ModuleDict({"gate": nn.Linear(3, 1)}), resume=True)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "unexpected experts.bias and 1 more" in message and "another output folder" in message

@@ -20,15 +20,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from medmoe.data.training import CropDataset, LabelStore, build_crop_dataset
+from medmoe.eval.metrics import dice
 from medmoe.moe.expert import ExpertInfo, save_expert
 from medmoe.moe.gate import Gate, GateConfig
 from medmoe.moe.model import MoESam3D
 from medmoe.moe.selector import DEFAULT_TAU
 from medmoe.moe.steps import ClickStep, ExpertStep, GateStep
 from medmoe.moe.train_config import ExpertTrainConfig, MoETrainConfig
-from medmoe.moe.validate import one_click_dice, validate_moe
+from medmoe.moe.validate import mask_of, moe_click, one_click_dice, validate_moe
 from medmoe.moe.warmup import GateWarmupStep, class_weights
 from medmoe.sam3d import MaskDecoder3D, Sam3D
 from medmoe.train import distributed as dist_utils
@@ -50,14 +52,19 @@ def split(data: CropDataset, fraction: float, seed: int) -> tuple[CropDataset, C
     return data.subset(sorted(train)), data.subset(sorted(val))
 
 
-def prepare_crops(samples, *, cache, device: torch.device | str = "auto") -> CropDataset:
+def prepare_crops(
+    samples, *, cache, device: torch.device | str = "auto", progress: bool = True
+) -> CropDataset:
     """Encode ``samples`` (an iterable of :class:`~medmoe.data.training.Sample`, consumed one
-    at a time) into ``cache``, labels beside it; under torchrun the processes share the work."""
+    at a time) into ``cache``, labels beside it; under torchrun the processes share the work.
+    ``progress``: a count of the crops made and encoded so far, on the main process."""
     ctx = dist_utils.init_distributed(device=device)
     labels = LabelStore(root=cache.root / "labels")
+    shown = tqdm(samples, desc="crops encoded", unit="crop", disable=not (progress and ctx.is_main))
     data = build_crop_dataset(
-        samples, cache=cache, labels=labels, rank=ctx.rank, world_size=ctx.world_size
+        shown, cache=cache, labels=labels, rank=ctx.rank, world_size=ctx.world_size
     )
+    shown.close()
     dist_utils.barrier(ctx)
     return data
 
@@ -77,12 +84,13 @@ def _loop(config, epochs: int, runtime: Runtime) -> LoopConfig:
 
 def fit_clicks(
     *, model, param_groups, step: ClickStep, data, config, run: RunOptions, device,
-    runtime: Runtime, called=None,
+    runtime: Runtime, called=None, validate=None,
 ) -> list[dict]:  # fmt: skip
     """The engine with what expert and gate training share: batches kept as lists of crops,
     gradients all-reduced once per step (the click loop runs a module several times before
     one backward), checkpoints holding ``config``. ``called``: the module the step calls
-    (``ctx.module``), when it is not the whole ``model``."""
+    (``ctx.module``), when it is not the whole ``model``; ``validate``: the metrics of each
+    epoch's end (main process), into the history and ``metrics.jsonl``."""
     task = click_task(
         model=model,
         step=step,
@@ -91,6 +99,7 @@ def fit_clicks(
         param_groups=param_groups,
         weight_decay=config.weight_decay,
         called=called,
+        validate=validate,
     )
     return fit(task, loop=_loop(config, config.epochs, runtime), run=run, device=device)
 
@@ -123,7 +132,18 @@ def train_expert(
     base = _frozen(base, ctx.device)
     decoder = copy.deepcopy(base.mask_decoder).train().requires_grad_(True)
     train, val = split(data, config.val_fraction, config.seed)
-    fit_clicks(
+
+    def validate(model: nn.Module) -> dict[str, float]:
+        """Mean one-click Dice on the validation split (the expert's ``val_dice``)."""
+        dices = one_click_dice(
+            lambda emb, pts, lab: base.decode(emb, points=(pts, lab), decoder=model)[0],
+            val,
+            size=base.config.img_size,
+            device=ctx.device,
+        )
+        return {"val_dice": float(np.mean(dices))}
+
+    history = fit_clicks(
         model=decoder,
         param_groups=[{"params": list(decoder.parameters()), "lr": config.lr}],
         step=ExpertStep(base=base, clicks=config.clicks, box_prob=config.box_prob),
@@ -132,17 +152,13 @@ def train_expert(
         run=_run(out_dir, resume, progress, f"expert {name}", keep_checkpoints),
         device=ctx.device,
         runtime=runtime,
+        validate=validate if len(val) else None,
     )
     if ctx.is_main:
         val_dice = None
-        if len(val):
-            dices = one_click_dice(
-                lambda emb, pts, lab: base.decode(emb, points=(pts, lab), decoder=decoder)[0],
-                val,
-                size=base.config.img_size,
-                device=ctx.device,
-            )
-            val_dice = float(np.mean(dices))
+        if len(val):  # the last epoch's, unless a run folder from before validation was resumed
+            last = history[-1] if history else {}
+            val_dice = last["val_dice"] if "val_dice" in last else validate(decoder)["val_dice"]
         info = ExpertInfo(
             name=name,
             labels=list(labels),
@@ -196,6 +212,20 @@ def _warm_up_gate(
     fit(task, loop=_loop(config, config.warmup_epochs, runtime), run=run, device=device)
 
 
+def gate_metrics(moe: MoESam3D, val: CropDataset, *, device: torch.device) -> dict[str, float]:
+    """Each gate-training epoch's validation, at the MoE's current tau (tau itself is chosen
+    once, after training): mean one-click Dice and routing accuracy on the validation split."""
+    size = moe.base.config.img_size
+    was_training, dices, good = moe.training, [], 0
+    moe.eval()  # the gate's dropout, where it has one
+    for item in val:
+        out = moe_click(moe, item, tau=moe.tau, device=device)
+        dices.append(dice(mask_of(out.low_res_logits, size), item["label"]))
+        good += int(out.gate_probs[0].argmax().item() == item["task"])
+    moe.train(was_training)
+    return {"val_dice": float(np.mean(dices)), "val_routing_accuracy": good / len(val)}
+
+
 def train_moe(
     *,
     base: Sam3D,
@@ -220,7 +250,11 @@ def train_moe(
         base=_frozen(base, ctx.device), experts=experts, config=config, seed=config.seed
     )
     moe.to(ctx.device)
-    trainable = nn.ModuleDict({"gate": moe.gate, "experts": moe.experts})
+    # what the gate's checkpoints hold: the gate, and the experts only where they train (a
+    # frozen expert is already in its own folder; the frozen base is never saved)
+    trainable = nn.ModuleDict({"gate": moe.gate})
+    if config.update_top1_expert:
+        trainable["experts"] = moe.experts
     train, val = split(data, config.val_fraction, config.seed)
     weights = None
     if config.balance_classes:
@@ -241,6 +275,7 @@ def train_moe(
         run=_run(out_dir, resume, progress, "gate", keep_checkpoints),
         device=ctx.device,
         runtime=runtime,
+        validate=(lambda _: gate_metrics(moe, val, device=ctx.device)) if len(val) else None,
     )
     dist_utils.dump_rank_weights(trainable, out_dir, "gate", ctx)
     report = validate_moe(moe, val, tau=config.tau, grid=config.tau_grid, device=ctx.device)

@@ -99,6 +99,7 @@ def load_training_state(
         raise CheckpointError(f"cannot resume from {path}: not a medmoe training checkpoint")
     if check_config is not None:
         check_config(payload.get("config", {}))
+    _check_keys(path, unwrap(model), payload["model"])
     try:
         unwrap(model).load_state_dict(payload["model"], strict=True)
     except Exception as err:  # unpickling refusals, truncated zips, missing keys, shape errors
@@ -113,6 +114,23 @@ def load_training_state(
         config=payload["config"],
         extra=payload["extra"],
     )
+
+
+def _check_keys(path, model: nn.Module, state: dict) -> None:
+    """One line naming what differs when a checkpoint holds other weights than ``model`` (say,
+    a gate-training checkpoint from before frozen experts were left out of it)."""
+    want, have = set(model.state_dict()), set(state)
+    parts = []
+    for what, keys in (("missing", sorted(want - have)), ("unexpected", sorted(have - want))):
+        if keys:
+            more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
+            parts.append(f"{what} {keys[0]}{more}")
+    if parts:
+        raise CheckpointError(
+            f"cannot resume from {path}: it holds other weights than this run trains "
+            f"({'; '.join(parts)}); it was written by another version or configuration: "
+            "use another output folder"
+        )
 
 
 def checkpoint_path(run_dir: str | os.PathLike, epoch: int) -> Path:
