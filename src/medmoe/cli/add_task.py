@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from medmoe.cli.common import add_moe_arg, add_seed_arg
+from medmoe.cli.common import add_moe_arg, add_seed_arg, positive_int
 from medmoe.utils.device import add_device_arg
 
 
@@ -36,7 +36,9 @@ def register(actions: argparse._SubParsersAction) -> None:
         help="the dataset's label names or values that make up the new structure",
     )  # fmt: skip
     p.add_argument("--name", required=True, help="the new expert's name (letters, digits, _ -)")
-    p.add_argument("--epochs", type=int, default=10, help="epochs of the expert and of the gate")
+    p.add_argument(
+        "--epochs", type=positive_int, default=10, help="epochs of the expert and of the gate"
+    )
     p.add_argument(
         "--versions", type=Path,
         help="the folder of bundle versions (default: the bundle's own folder when it is a "
