@@ -86,6 +86,12 @@ def test_report_contains_every_table_for_both_subjects(quick_run):
     assert len(verdicts) == 6
     assert text.count("- B, points: ablation") == 3
     assert "#### Deviations from the paper" in text and "Aft_weight" in text
+    from medmoe.demo.config import QUICK
+
+    held_out = text.split("## How far Subject B is held out", 1)[1].split("## Subject B", 1)[0]
+    for value in QUICK.values:  # one overlap row per demo structure, then the mean
+        assert re.search(rf"^\| \w+ \| {value} \| 0\.\d{{3}} \| \d+\.\d \|$", held_out, re.M)
+    assert "| mean | |" in held_out and "inside the brain mask" in held_out
 
 
 def test_rerun_reuses_artifacts_and_refuses_other_config(quick_run, capsys):
