@@ -35,11 +35,11 @@ from scipy.integrate import trapezoid
 
 from medmoe.data.crop import Sam3DCrop
 from medmoe.data.datasets import Target
-from medmoe.data.io import load_label, load_volume
 from medmoe.data.volume import Volume
 from medmoe.errors import InputError
 from medmoe.eval.clicks import box_from_mask, largest_error_click
 from medmoe.eval.metrics import dice, nsd
+from medmoe.eval.protocol import iter_targets
 
 N_CLICKS = 5
 SECONDS_PER_CLASS = 90.0
@@ -198,20 +198,8 @@ def evaluate_cvpr25(
     """One row per target (``status`` ``ok`` or ``absent``), with the case's time and budget:
     ``case_time_s`` (its targets' inference time summed), ``case_budget_s`` (90 s per class
     present) and ``over_budget``."""
-    from tqdm.auto import tqdm
-
-    targets = list(targets)
     rows: list[dict[str, Any]] = []
-    cache: dict[str, tuple[Volume, Volume]] = {}
-    for t in tqdm(targets, desc=f"cvpr25 ({prompt})", unit="target", disable=not progress):
-        if t.case_id not in cache:
-            cache.clear()  # one case in memory at a time
-            cache[t.case_id] = (load_volume(t.image), load_label(t.label))
-        image, label = cache[t.case_id]
-        if label.array.shape != image.array.shape:
-            raise InputError(f"{t.label}: shape {label.array.shape} differs from the image's")
-        gt = label.array == t.value
-        row: dict[str, Any] = {"case": t.case_id, "label": t.value, "name": t.name}
+    for row, image, gt in iter_targets(targets, desc=f"cvpr25 ({prompt})", progress=progress):
         if not gt.any():
             rows.append({**row, "status": "absent"})
             continue

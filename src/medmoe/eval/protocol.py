@@ -10,7 +10,7 @@ works, :class:`medmoe.moe.MoEPredictor` included.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -80,6 +80,26 @@ def run_clicks(
     return outputs
 
 
+def iter_targets(
+    targets: Iterable[Target], *, desc: str, progress: bool = True
+) -> Iterator[tuple[dict[str, Any], Volume, np.ndarray]]:
+    """Each target as ``(row, image, gt)``: its identity columns (case, label, name), its scan and
+    its ground-truth mask (possibly empty). Scans are read once per case, one case in memory at
+    a time; a label map whose shape differs from its scan's is refused."""
+    from tqdm.auto import tqdm
+
+    targets = list(targets)
+    cache: dict[str, tuple[Volume, Volume]] = {}
+    for t in tqdm(targets, desc=desc, unit="target", disable=not progress):
+        if t.case_id not in cache:
+            cache.clear()
+            cache[t.case_id] = (load_volume(t.image), load_label(t.label))
+        image, label = cache[t.case_id]
+        if label.array.shape != image.array.shape:
+            raise InputError(f"{t.label}: shape {label.array.shape} differs from the image's")
+        yield {"case": t.case_id, "label": t.value, "name": t.name}, image, label.array == t.value
+
+
 def evaluate_targets(
     predictor,
     targets: Iterable[Target],
@@ -92,23 +112,11 @@ def evaluate_targets(
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """One row per target: Dice, NSD and HD95 after each click count in ``clicks``."""
-    from tqdm.auto import tqdm
-
     clicks = sorted({int(c) for c in clicks})
     if not clicks or clicks[0] < 1:
         raise InputError(f"click counts must be >= 1, got {clicks}")
-    targets = list(targets)
     rows = []
-    cache: dict[str, tuple[Volume, Volume]] = {}
-    for t in tqdm(targets, desc=f"evaluate ({prompt})", unit="target", disable=not progress):
-        if t.case_id not in cache:
-            cache.clear()  # one case in memory at a time
-            cache[t.case_id] = (load_volume(t.image), load_label(t.label))
-        image, label = cache[t.case_id]
-        if label.array.shape != image.array.shape:
-            raise InputError(f"{t.label}: shape {label.array.shape} differs from the image's")
-        gt = label.array == t.value
-        row: dict[str, Any] = {"case": t.case_id, "label": t.value, "name": t.name}
+    for row, image, gt in iter_targets(targets, desc=f"evaluate ({prompt})", progress=progress):
         if not gt.any():
             row["status"] = "absent"
             rows.append(row)
