@@ -6,11 +6,16 @@ import argparse
 from pathlib import Path
 
 from medmoe.cli.common import (
+    add_config_arg,
+    add_resume_args,
+    add_runtime_args,
     add_seed_arg,
     nonneg_float,
     positive_float,
     positive_int,
     ranged,
+    runtime_of,
+    save_options,
 )
 from medmoe.utils.device import add_device_arg
 
@@ -96,9 +101,9 @@ def _train_parser(actions) -> None:
         help="report: flip, rotation, rescaling, translation, contrast, blur (default)",
     )
     _routing_args(t)
-    t.add_argument(
-        "--resume", action="store_true", help="continue from the model folder's last checkpoint"
-    )
+    add_resume_args(t)
+    add_runtime_args(t)
+    add_config_arg(t)
     t.set_defaults(func=run_train)
 
 
@@ -169,6 +174,7 @@ def run_train(args: argparse.Namespace) -> int:
     from medmoe.utils.device import resolve_device
 
     device = resolve_device(args.device)
+    save_options(args)
     data = load_split(
         args.data, split="train", size=args.size, seed=args.seed, count=args.synthetic_count
     )
@@ -202,6 +208,8 @@ def run_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         init_weights=args.resnet_weights,
         device=device,
+        runtime=runtime_of(args),
+        keep_checkpoints=args.keep_checkpoints,
     )
     save_fundus_model(model, args.out)
     plot_curves(history, args.out / "curves.png", "training loss")
