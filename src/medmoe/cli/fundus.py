@@ -174,7 +174,6 @@ def run_train(args: argparse.Namespace) -> int:
     from medmoe.utils.device import resolve_device
 
     device = resolve_device(args.device)
-    save_options(args)
     data = load_split(
         args.data, split="train", size=args.size, seed=args.seed, count=args.synthetic_count
     )
@@ -200,6 +199,7 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         aux=asdict(aux),
     )
+    save_options(args)  # only once the data and the settings are known to be good
     model, history = train_fundus(
         model_config=mc,
         config=config,
